@@ -1,0 +1,72 @@
+"""Moving arrays between libraries: to NumPy, and from array-likes onto a device."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import array_api_compat as compat
+import numpy as np
+
+from ._dtype import supports_float64
+from ._namespace import is_array
+
+__all__ = ["asarray", "to_numpy"]
+
+
+def to_numpy(x: Any, /) -> np.ndarray:
+    """A NumPy copy (or view, where possible) of `x`, from any supported library.
+
+    Detaches PyTorch tensors from the autograd graph, copies GPU arrays to the
+    host and computes dask arrays. Array-likes (lists, pandas objects) go
+    through :func:`numpy.asarray`.
+
+    Examples
+    --------
+    >>> import array_api_strict as xps
+    >>> from infoscope.backends import to_numpy
+    >>> to_numpy(xps.asarray([1.0, 2.0]))
+    array([1., 2.])
+    """
+    if isinstance(x, np.ndarray):
+        return x
+    if not is_array(x):
+        return np.asarray(x)
+    if compat.is_torch_array(x):
+        return x.detach().cpu().numpy()
+    if compat.is_cupy_array(x):
+        return x.get()
+    if compat.is_dask_array(x):
+        return np.asarray(x.compute())
+    if compat.is_jax_array(x):
+        return np.asarray(x)
+    if compat.is_array_api_strict_namespace(compat.array_namespace(x)):
+        # Only its CPU device converts; the others model accelerators.
+        import array_api_strict
+
+        cpu = array_api_strict.Device("CPU_DEVICE")
+        return np.from_dlpack(x.to_device(cpu))
+    return np.from_dlpack(compat.to_device(x, "cpu"))
+
+
+def asarray(x: Any, /, *, xp: ModuleType, device: Any = None, dtype: Any = None) -> Any:
+    """`x` as an array of namespace `xp` on `device`.
+
+    Arrays already in `xp` stay where they are unless `device` differs;
+    array-likes are converted through NumPy first, so pandas objects and
+    nested lists work for every library. Without an explicit `dtype`, float64
+    array-likes become float32 on devices without float64 (JAX without x64
+    does the same), since they cannot be held there at all.
+
+    Examples
+    --------
+    >>> import array_api_strict as xps
+    >>> from infoscope.backends import asarray
+    >>> asarray([[1, 2], [3, 4]], xp=xps).shape
+    (2, 2)
+    """
+    if not is_array(x):
+        x = np.asarray(x)
+        if dtype is None and x.dtype == np.float64 and not supports_float64(xp, device):
+            dtype = xp.float32
+    return xp.asarray(x, device=device, dtype=dtype)

@@ -1,0 +1,257 @@
+"""Squared Euclidean distances and nearest neighbours, one code path for all."""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+import array_api_extra as xpx
+from array_api_compat import array_namespace, device
+
+from ._dtype import as_float
+from ._namespace import compiled, namespace_and_device
+
+__all__ = ["knn_indices", "pairwise_sq_distances"]
+
+# Row blocks of the kNN search hold at most this many bytes of distances.
+_KNN_BLOCK_BYTES = 64 * 2**20
+
+
+def _check_2d(x: Any, name: str) -> None:
+    if x.ndim != 2:
+        raise ValueError(
+            f"`{name}` must be 2-D (n_samples, n_features), got shape {x.shape}"
+        )
+
+
+def _centred(X: Any, Y: Any, xp: Any) -> tuple[Any, Any]:
+    """X and Y shifted by X's mean, in one common float dtype.
+
+    Distances do not change under a shift, but the expansion
+    ||a||^2 + ||b||^2 - 2 a.b loses to cancellation about eps * ||a||^2:
+    centring makes that eps * spread^2 instead of eps * offset^2.
+    """
+    X = as_float(X, xp=xp)
+    if Y is None:
+        shift = xp.mean(X, axis=0)
+        return X - shift, None
+    Y = as_float(Y, xp=xp)
+    dtype = xp.result_type(X, Y)
+    X, Y = xp.astype(X, dtype, copy=False), xp.astype(Y, dtype, copy=False)
+    shift = xp.mean(X, axis=0)
+    return X - shift, Y - shift
+
+
+def _sq_distances(A: Any, B: Any, sq_a: Any, sq_b: Any, xp: Any) -> Any:
+    """||a_i - b_j||^2 from centred rows and their squared norms, clipped at 0."""
+    D = A @ B.T
+    # Operator-assignment works in place where the library allows (NumPy,
+    # torch, CuPy) and rebinds otherwise (JAX), so peak memory stays at two
+    # N x M arrays on the mutable libraries.
+    D *= -2.0
+    D += sq_a[:, None]
+    D += sq_b[None, :]
+    # Rounding can leave tiny negatives where a_i == b_j.
+    return xpx.at(D, D < 0).set(0.0)
+
+
+def pairwise_sq_distances(X: Any, Y: Any = None, /) -> Any:
+    """Squared Euclidean distances between the rows of `X` and of `Y`.
+
+    Computed as ``||x||^2 + ||y||^2 - 2 x.y`` through one matrix product, after
+    shifting both sets by the mean of `X`: memory is O(n m + (n + m) d), never
+    O(n m d).
+
+    Parameters
+    ----------
+    X : array of shape (n, d)
+    Y : array of shape (m, d), optional
+        Defaults to `X`; then the result is exactly symmetric-in-use with a
+        zero diagonal.
+
+    Returns
+    -------
+    array of shape (n, m)
+        In the inputs' namespace, device and (promoted) float dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.backends import pairwise_sq_distances
+    >>> pairwise_sq_distances(np.array([[0.0, 0.0], [3.0, 4.0]]))
+    array([[ 0., 25.],
+           [25.,  0.]])
+    """
+    xp, _ = namespace_and_device(X, Y, names=("X", "Y"))
+    _check_2d(X, "X")
+    if Y is not None:
+        _check_2d(Y, "Y")
+        if Y.shape[1] != X.shape[1]:
+            raise ValueError(
+                f"`X` has {X.shape[1]} features but `Y` has {Y.shape[1]}; "
+                "distances need the same features in both"
+            )
+    A, B = _centred(X, Y, xp)
+    sq_a = xp.sum(A * A, axis=1)
+    if B is None:
+        n = A.shape[0]
+        D = _sq_distances(A, A, sq_a, sq_a, xp)
+        # A point's distance to itself is 0, not the expansion's rounding error.
+        # The strided view of the flattened matrix is its diagonal.
+        diagonal = xpx.at(xp.reshape(D, (-1,)), slice(None, None, n + 1)).set(0.0)
+        return xp.reshape(diagonal, (n, n))
+    return _sq_distances(A, B, sq_a, xp.sum(B * B, axis=1), xp)
+
+
+def knn_indices(
+    X: Any,
+    n_neighbors: int,
+    /,
+    *,
+    queries: Any = None,
+    include_self: bool = True,
+    block_size: int | None = None,
+) -> Any:
+    """Indices of the `n_neighbors` nearest rows of `X` for every query row.
+
+    Exact search by blocks of query rows: memory is ``block_size * n`` distances
+    at a time (64 MiB worth by default), never ``n x n``.
+
+    Parameters
+    ----------
+    X : array of shape (n, d)
+        The points searched.
+    n_neighbors : int
+        How many neighbours to return per query, nearest first.
+    queries : array of shape (m, d), optional
+        The query points; defaults to `X` itself.
+    include_self : bool, default=True
+        When `queries` is None, whether a point is its own first neighbour (the
+        directed kNN graph of the diffusion family counts it) or is left out.
+        Ignored when `queries` is given.
+    block_size : int, optional
+        Query rows per block.
+
+    Returns
+    -------
+    array of shape (m, n_neighbors)
+        Integer indices into `X`, nearest first; equal distances are ordered
+        by index.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.backends import knn_indices
+    >>> X = np.array([[0.0], [1.0], [3.0], [7.0]])
+    >>> knn_indices(X, 2)
+    array([[0, 1],
+           [1, 0],
+           [2, 1],
+           [3, 2]])
+    >>> knn_indices(X, 1, include_self=False)
+    array([[1],
+           [0],
+           [1],
+           [2]])
+    """
+    xp, device = namespace_and_device(X, queries, names=("X", "queries"))
+    _check_2d(X, "X")
+    if queries is not None:
+        _check_2d(queries, "queries")
+        if queries.shape[1] != X.shape[1]:
+            raise ValueError(
+                f"`X` has {X.shape[1]} features but `queries` has "
+                f"{queries.shape[1]}; the search needs the same features in both"
+            )
+    n = X.shape[0]
+    self_search = queries is None
+    n_candidates = n - 1 if self_search and not include_self else n
+    try:
+        k = operator.index(n_neighbors)
+    except TypeError:
+        raise TypeError(
+            f"n_neighbors must be an integer, got {type(n_neighbors).__name__}"
+        ) from None
+    if not 1 <= k <= n_candidates:
+        excluded = "" if n_candidates == n else ", self excluded"
+        raise ValueError(
+            f"n_neighbors must be between 1 and {n_candidates} (the number of "
+            f"candidate points{excluded}), got {n_neighbors}; pass a smaller "
+            "n_neighbors or more points"
+        )
+
+    A, B = _centred(X, queries, xp)
+    Q = A if self_search else B
+    sq_a = xp.sum(A * A, axis=1)
+    sq_q = sq_a if self_search else xp.sum(Q * Q, axis=1)
+    m = Q.shape[0]
+    if block_size is None:
+        itemsize = 8 if A.dtype == xp.float64 else 4
+        block_size = max(1, _KNN_BLOCK_BYTES // (itemsize * max(n, 1)))
+    # Pinning a point's own distance keeps duplicates of it from displacing it
+    # (include_self) or sneaking it in (excluded).
+    self_distance = None
+    if self_search:
+        self_distance = -float("inf") if include_self else float("inf")
+    kernel = compiled(_knn_block, xp, static_argnames=("k", "self_distance"))
+    rows = xp.arange(m, device=device)
+    blocks = []
+    for start in range(0, m, block_size):
+        stop = min(
+            start + block_size, m
+        )  # in bounds: the standard leaves the rest open
+        blocks.append(
+            kernel(
+                Q[start:stop, :],
+                rows[start:stop],
+                A,
+                sq_q[start:stop],
+                sq_a,
+                k=k,
+                self_distance=self_distance,
+            )
+        )
+    return xp.concat(blocks, axis=0)
+
+
+def _knn_block(Q, rows, A, sq_q, sq_a, *, k, self_distance):
+    """The k nearest rows of A for each row of Q; `rows` are Q's indices into A."""
+    xp = array_namespace(Q)
+    D = _sq_distances(Q, A, sq_q, sq_a, xp)
+    if self_distance is not None:
+        columns = xp.arange(A.shape[0], device=device(Q))
+        D = xp.where(rows[:, None] == columns[None, :], self_distance, D)
+    return _k_smallest(D, k, xp)
+
+
+def _k_smallest(D: Any, k: int, xp: Any) -> Any:
+    """Column indices of the k smallest entries of each row, ordered by (value, index).
+
+    A partition finds each row's k-th smallest value t; the entries below t
+    and the first (by index) of those equal to t make exactly k per row, so
+    ties at the boundary go the same way on every library. A second partition
+    on the unique key "column index if chosen, else n + index" gathers them
+    with static shapes (no nonzero), which JAX can compile.
+    """
+    rows, n = D.shape
+    columns = xp.broadcast_to(xp.arange(n, device=device(D))[None, :], (rows, n))
+    if k < n:
+        t = xpx.partition(D, k - 1, axis=1)[:, k - 1 : k]
+        below = D < t
+        at = D == t
+        n_at = k - xp.sum(xp.astype(below, xp.int32), axis=1, keepdims=True)
+        chosen = below | (
+            at & (xp.cumulative_sum(xp.astype(at, xp.int32), axis=1) <= n_at)
+        )
+        key = xp.where(chosen, columns, columns + n)
+        part = xp.sort(
+            xp.take_along_axis(
+                columns, xpx.argpartition(key, k - 1, axis=1)[:, :k], axis=1
+            ),
+            axis=1,
+        )
+    else:
+        part = columns
+    # Stable sort of index-ordered candidates: equal distances stay by index.
+    order = xp.argsort(xp.take_along_axis(D, part, axis=1), axis=1, stable=True)
+    return xp.take_along_axis(part, order, axis=1)

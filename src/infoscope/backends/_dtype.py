@@ -1,0 +1,94 @@
+"""Floating-point policy: which float dtypes a device has, and promotion to float."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import array_api_compat as compat
+
+from ._namespace import namespace_and_device
+
+__all__ = ["as_float", "float_dtype", "supports_float64"]
+
+
+def supports_float64(xp: ModuleType, device: Any = None) -> bool:
+    """Whether arrays of `xp` on `device` can hold float64.
+
+    False for JAX without ``jax_enable_x64``, PyTorch's MPS devices and
+    array-api-strict's ``no_float64`` devices.
+
+    Examples
+    --------
+    >>> import numpy as np, array_api_compat
+    >>> from infoscope.backends import supports_float64
+    >>> supports_float64(array_api_compat.array_namespace(np.ones(1)))
+    True
+    """
+    if compat.is_torch_namespace(xp):
+        # torch's namespace info reports float64 whatever the device; MPS lacks it.
+        import torch
+
+        return device is None or torch.device(device).type != "mps"
+    info = xp.__array_namespace_info__()
+    try:
+        dtypes = info.dtypes(device=device, kind="real floating")
+    except TypeError:  # namespaces whose info takes no device
+        dtypes = info.dtypes(kind="real floating")
+    return "float64" in dtypes
+
+
+def float_dtype(xp: ModuleType, device: Any = None, *, widest: bool = True) -> Any:
+    """The widest (or the default) real floating dtype of `xp` on `device`.
+
+    Examples
+    --------
+    >>> import numpy as np, array_api_compat
+    >>> from infoscope.backends import float_dtype
+    >>> np.dtype(float_dtype(array_api_compat.array_namespace(np.ones(1))))
+    dtype('float64')
+    """
+    if widest:
+        return xp.float64 if supports_float64(xp, device) else xp.float32
+    info = xp.__array_namespace_info__()
+    return info.default_dtypes(device=device)["real floating"]
+
+
+def as_float(x: Any, /, *, xp: ModuleType | None = None) -> Any:
+    """`x` as a real floating array on its own namespace and device.
+
+    float32 and float64 are kept as given; bool and integer arrays become the
+    widest float the device supports; narrower floats (float16, bfloat16)
+    become float32, since the linear algebra needs at least that.
+
+    Raises
+    ------
+    TypeError
+        For complex input, whose measures are not defined here.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.backends import as_float
+    >>> as_float(np.array([1, 2, 3])).dtype
+    dtype('float64')
+    >>> as_float(np.array([1.0], dtype=np.float32)).dtype
+    dtype('float32')
+    """
+    if xp is None:
+        xp, device = namespace_and_device(x)
+    else:
+        device = compat.device(x)
+    dtype = x.dtype
+    if xp.isdtype(dtype, "complex floating"):
+        raise TypeError(
+            f"complex arrays are not supported (got dtype {dtype}); pass the real "
+            "part, the magnitude, or real and imaginary parts as separate features"
+        )
+    if dtype == xp.float32 or dtype == xp.float64:
+        return x
+    if xp.isdtype(dtype, "real floating"):
+        return xp.astype(x, xp.float32)
+    if xp.isdtype(dtype, ("bool", "integral")):
+        return xp.astype(x, float_dtype(xp, device))
+    raise TypeError(f"expected a numeric array, got dtype {dtype}")

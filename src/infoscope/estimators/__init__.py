@@ -1,0 +1,1 @@
+"""The estimators, one module per family; :mod:`._base` holds the shared contract."""

@@ -1,0 +1,315 @@
+"""What every infoscope estimator shares: input validation and scikit-learn glue.
+
+The validation functions are also called by the public functions, with the
+function's name as `caller`, so a bad input gets the same message whether it
+comes through ``infoscope.hsic(...)`` or ``infoscope.HSIC().fit(...)``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+# scikit-learn's constraint objects are private API: imported here, once, so a
+# change in scikit-learn is mended in one place.
+from sklearn.utils._param_validation import (
+    Interval,
+    Options,
+    StrOptions,
+    validate_parameter_constraints,
+)
+from sklearn.utils.validation import check_is_fitted
+
+from ..backends import (
+    as_float,
+    device_name,
+    is_array,
+    namespace_and_device,
+    namespace_name,
+)
+
+__all__ = [
+    "InfoscopeEstimator",
+    "Interval",
+    "Options",
+    "StrOptions",
+    "check_array",
+    "check_consistent_length",
+    "check_targets",
+]
+
+
+def _is_sparse(x: Any) -> bool:
+    if hasattr(x, "tocsr") and hasattr(x, "nnz"):  # SciPy sparse matrix or array
+        return True
+    layout = getattr(x, "layout", None)  # torch.sparse_coo, sparse_csr, ...
+    return layout is not None and "sparse" in str(layout)
+
+
+def _to_numeric_numpy(x: Any, caller: str, name: str) -> np.ndarray:
+    """Array-likes (lists, pandas, object arrays) as a numeric NumPy array."""
+    a = np.asarray(x)
+    if a.dtype.kind in "OUSV":
+        try:
+            a = a.astype(np.float64)
+        except (TypeError, ValueError) as exc:
+            # TypeError, with NumPy's own words ("argument must be a string or a
+            # real number") kept, as scikit-learn's conventions expect.
+            raise TypeError(
+                f"{caller}: `{name}` holds non-numeric values ({exc}); pass an "
+                f"array of numbers."
+            ) from None
+    return a
+
+
+def _samples(n: int) -> str:
+    return f"{n} sample" + ("" if n == 1 else "s")
+
+
+def check_array(
+    X: Any,
+    *,
+    caller: str,
+    name: str = "X",
+    min_samples: int = 1,
+    flatten: bool = True,
+) -> Any:
+    """`X` validated as a 2-D float array of its own namespace and device.
+
+    Parameters
+    ----------
+    X : array or array-like
+        Activations: one row per sample. Arrays of a supported library keep
+        their namespace and device; array-likes become NumPy arrays.
+    caller : str
+        The estimator or function name, for the messages.
+    name : str, default="X"
+        The argument name, for the messages.
+    min_samples : int, default=1
+        The fewest samples the measure is defined for.
+    flatten : bool, default=True
+        Flatten arrays of more than two axes (convolutional feature maps) to
+        one row per sample; if False, they are an error.
+
+    Returns
+    -------
+    array of shape (n_samples, n_features)
+        float32 or float64 as given; bools and integers promoted to the widest
+        float of the device.
+
+    Raises
+    ------
+    TypeError
+        None, sparse, or non-numeric input.
+    ValueError
+        Complex values, fewer than two axes, too few samples, no features, NaN
+        or infinity. Every message names `caller`, `name` and the fix.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.estimators._base import check_array
+    >>> check_array(np.ones((4, 2, 3), dtype=np.int64), caller="demo").shape
+    (4, 6)
+    """
+    if X is None:
+        raise TypeError(
+            f"{caller}: `{name}` is None; pass an array of shape "
+            "(n_samples, n_features)."
+        )
+    if _is_sparse(X):
+        raise TypeError(
+            f"{caller}: `{name}` is a sparse matrix, and sparse input is not "
+            f"supported; pass a dense array ({name}.toarray() or "
+            f"{name}.to_dense())."
+        )
+    if not is_array(X):
+        X = _to_numeric_numpy(X, caller, name)
+    elif isinstance(X, np.ndarray) and X.dtype.kind in "OUSV":
+        X = _to_numeric_numpy(X, caller, name)
+    xp, _ = namespace_and_device(X, names=(name,))
+    if xp.isdtype(X.dtype, "complex floating"):
+        raise ValueError(
+            f"{caller}: Complex data not supported in `{name}` (dtype {X.dtype}); "
+            f"pass the real part, the modulus, or real and imaginary parts as "
+            f"separate features."
+        )
+    if X.ndim < 2:
+        raise ValueError(
+            f"{caller}: `{name}` must be 2-D (n_samples, n_features), got a "
+            f"{X.ndim}-D array of shape {tuple(X.shape)}; use "
+            f"{name}.reshape(-1, 1) for one feature or {name}.reshape(1, -1) for "
+            f"one sample."
+        )
+    if X.ndim > 2:
+        if not flatten:
+            raise ValueError(
+                f"{caller}: `{name}` must be 2-D (n_samples, n_features), got "
+                f"shape {tuple(X.shape)}; reshape it to one row per sample."
+            )
+        X = xp.reshape(X, (X.shape[0], -1))
+    n_samples, n_features = X.shape
+    if n_samples < min_samples:
+        raise ValueError(
+            f"{caller}: `{name}` has {_samples(n_samples)} but the measure needs "
+            f"at least {min_samples}; pass more samples."
+        )
+    if n_features == 0:
+        raise ValueError(
+            f"{caller}: `{name}` has 0 feature(s) (shape=({n_samples}, 0)) while "
+            f"a minimum of 1 is required; pass at least one feature."
+        )
+    X = as_float(X, xp=xp)
+    _check_finite(X, xp, caller, name)
+    return X
+
+
+def _check_finite(X: Any, xp: Any, caller: str, name: str) -> None:
+    bad = int(xp.sum(xp.astype(~xp.isfinite(X), xp.int32)))
+    if bad:
+        total = int(np.prod(X.shape))
+        raise ValueError(
+            f"{caller}: `{name}` contains NaN or infinity ({bad} of {total} "
+            f"values); remove or impute those samples first."
+        )
+
+
+def check_targets(
+    y: Any, *, caller: str, name: str = "y", numeric: bool = False
+) -> Any:
+    """Labels or targets validated: 1-D or 2-D, no complex, no NaN or infinity.
+
+    Class labels of any dtype are accepted as they are (strings stay a NumPy
+    array); with ``numeric=True`` the targets must be numbers and are promoted
+    to float like :func:`check_array` does. A 2-D single column stays 2-D.
+
+    Examples
+    --------
+    >>> from infoscope.estimators._base import check_targets
+    >>> check_targets(["cat", "dog"], caller="demo")
+    array(['cat', 'dog'], dtype='<U3')
+    """
+    if y is None:
+        raise TypeError(f"{caller}: `{name}` is None; pass one label per sample.")
+    if _is_sparse(y):
+        raise TypeError(
+            f"{caller}: `{name}` is sparse, and sparse input is not supported; "
+            f"pass a dense array."
+        )
+    if not is_array(y):
+        y = np.asarray(y)
+    if isinstance(y, np.ndarray) and y.dtype.kind in "OUSV":
+        if numeric:
+            y = _to_numeric_numpy(y, caller, name)
+        else:
+            if y.ndim not in (1, 2):
+                raise ValueError(
+                    f"{caller}: `{name}` must be 1-D or 2-D, got shape {y.shape}."
+                )
+            return y
+    xp, _ = namespace_and_device(y, names=(name,))
+    if xp.isdtype(y.dtype, "complex floating"):
+        raise ValueError(
+            f"{caller}: Complex data not supported in `{name}` (dtype {y.dtype})."
+        )
+    if y.ndim not in (1, 2):
+        raise ValueError(
+            f"{caller}: `{name}` must be 1-D (one label per sample) or 2-D (one "
+            f"row of targets per sample), got shape {tuple(y.shape)}."
+        )
+    if numeric:
+        y = as_float(y, xp=xp)
+    if xp.isdtype(y.dtype, "real floating"):
+        _check_finite(y, xp, caller, name)
+    return y
+
+
+def check_consistent_length(*, caller: str, **arrays: Any) -> None:
+    """Raise if the named arrays do not all have the same number of samples.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.estimators._base import check_consistent_length
+    >>> check_consistent_length(caller="demo", X=np.ones((3, 2)), y=np.ones(2))
+    Traceback (most recent call last):
+    ...
+    ValueError: demo: `X` has 3 samples but `y` has 2; pass one row of `y` per
+    sample of `X`.
+    """
+    items = [(k, v) for k, v in arrays.items() if v is not None]
+    if not items:
+        return
+    first_name, first = items[0]
+    for name, array in items[1:]:
+        if array.shape[0] != first.shape[0]:
+            raise ValueError(
+                f"{caller}: `{first_name}` has {_samples(first.shape[0])} but "
+                f"`{name}` has {array.shape[0]}; pass one row of `{name}` per "
+                f"sample of `{first_name}`."
+            )
+
+
+class InfoscopeEstimator(BaseEstimator):
+    """Base class of the infoscope estimators.
+
+    Subclasses declare ``_parameter_constraints`` (scikit-learn's constraint
+    objects) and start ``fit`` with ``self._validate_params()`` and
+    ``self._validate_data(X, reset=True)``. Later calls use
+    ``self._validate_data(X, reset=False)``, which also checks that `X` comes
+    from the library, device and feature count seen in ``fit``.
+    """
+
+    _parameter_constraints: ClassVar[dict[str, list[Any]]] = {}
+    #: The fewest samples the estimator's measure is defined for.
+    _min_samples: ClassVar[int] = 2
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.array_api_support = True
+        tags.input_tags.allow_nan = False
+        tags.input_tags.three_d_array = True  # flattened per sample
+        return tags
+
+    def _validate_params(self) -> None:
+        validate_parameter_constraints(
+            self._parameter_constraints,
+            self.get_params(deep=False),
+            caller_name=type(self).__name__,
+        )
+
+    def _validate_data(
+        self, X: Any, *, reset: bool, name: str = "X", min_samples: int | None = None
+    ) -> Any:
+        """`X` checked by :func:`check_array`; records or checks its backend."""
+        caller = type(self).__name__
+        if not reset:
+            check_is_fitted(self)
+        X = check_array(
+            X,
+            caller=caller,
+            name=name,
+            min_samples=self._min_samples if min_samples is None else min_samples,
+        )
+        xp, device = namespace_and_device(X)
+        backend = (namespace_name(xp), device_name(device))
+        if reset:
+            self.n_features_in_ = X.shape[1]
+            self._fit_backend = backend
+            return X
+        if backend != self._fit_backend:
+            fitted = "{} arrays on device {!r}".format(*self._fit_backend)
+            given = "a {} array on device {!r}".format(*backend)
+            raise ValueError(
+                f"{caller} was fitted on {fitted} but `{name}` is {given}; pass "
+                f"arrays of the same library and device, or fit again."
+            )
+        if X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"{name} has {X.shape[1]} features, but {caller} is expecting "
+                f"{self.n_features_in_} features as input; pass the activations "
+                f"of the layer it was fitted on."
+            )
+        return X
