@@ -3,7 +3,12 @@ per installed array library and device, and skips the ones that are missing."""
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+# scikit-learn's estimator checks exercise array-API inputs only when SciPy's
+# array-API mode is on; it is read when SciPy is first imported, so set it here.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
 import pytest
 from _harness import BACKENDS, Backend, BackendSpec, missing_reason

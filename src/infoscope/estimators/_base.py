@@ -139,8 +139,8 @@ def check_array(
     if X.ndim < 2:
         raise ValueError(
             f"{caller}: `{name}` must be 2-D (n_samples, n_features), got a "
-            f"{X.ndim}-D array of shape {tuple(X.shape)}; use "
-            f"{name}.reshape(-1, 1) for one feature or {name}.reshape(1, -1) for "
+            f"{X.ndim}-D array of shape {tuple(X.shape)}. Reshape your data: "
+            f"{name}.reshape(-1, 1) for one feature, {name}.reshape(1, -1) for "
             f"one sample."
         )
     if X.ndim > 2:
@@ -281,18 +281,26 @@ class InfoscopeEstimator(BaseEstimator):
         )
 
     def _validate_data(
-        self, X: Any, *, reset: bool, name: str = "X", min_samples: int | None = None
+        self,
+        X: Any,
+        *,
+        reset: bool,
+        name: str = "X",
+        min_samples: int | None = None,
+        method: str = "transform",
     ) -> Any:
-        """`X` checked by :func:`check_array`; records or checks its backend."""
+        """`X` checked by :func:`check_array`; records or checks its backend.
+
+        `min_samples` defaults to ``_min_samples`` in ``fit`` (reset) and to 1
+        afterwards, when a single row is a valid thing to transform. `method`
+        names the calling method in the messages of later calls.
+        """
         caller = type(self).__name__
         if not reset:
             check_is_fitted(self)
-        X = check_array(
-            X,
-            caller=caller,
-            name=name,
-            min_samples=self._min_samples if min_samples is None else min_samples,
-        )
+        if min_samples is None:
+            min_samples = self._min_samples if reset else 1
+        X = check_array(X, caller=caller, name=name, min_samples=min_samples)
         xp, device = namespace_and_device(X)
         backend = (namespace_name(xp), device_name(device))
         if reset:
@@ -300,11 +308,12 @@ class InfoscopeEstimator(BaseEstimator):
             self._fit_backend = backend
             return X
         if backend != self._fit_backend:
-            fitted = "{} arrays on device {!r}".format(*self._fit_backend)
-            given = "a {} array on device {!r}".format(*backend)
+            fitted = "{} (device {!r})".format(*self._fit_backend)
+            given = "{} (device {!r})".format(*backend)
             raise ValueError(
-                f"{caller} was fitted on {fitted} but `{name}` is {given}; pass "
-                f"arrays of the same library and device, or fit again."
+                f"{caller}.{method}(): `{name}` must use the same namespace and "
+                f"device as fit: fitted on {fitted}, got {given}. Pass arrays of "
+                f"the same library and device, or fit again."
             )
         if X.shape[1] != self.n_features_in_:
             raise ValueError(

@@ -1,0 +1,48 @@
+import subprocess
+import sys
+
+from _harness import available_backends
+
+import infoscope
+
+FRAMEWORKS = (
+    "torch",
+    "jax",
+    "jaxlib",
+    "cupy",
+    "matplotlib",
+    "tensorflow",
+    "flax",
+    "dask",
+)
+
+
+def test_import_pulls_in_no_framework():
+    code = (
+        "import sys, infoscope, infoscope.backends, infoscope.estimators._base\n"
+        f"print(','.join(m for m in {FRAMEWORKS!r} if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert out == "", f"importing infoscope imported {out}"
+
+
+def test_version_is_exposed():
+    assert infoscope.__version__.count(".") >= 2
+
+
+def test_the_test_extras_give_the_four_cpu_backends():
+    # The [test] extra installs array-api-strict, torch and jax: a run of the
+    # README's test command that silently skipped any of them would test less
+    # than it claims. This fails instead of skipping.
+    required = {
+        "numpy",
+        "array_api_strict",
+        "array_api_strict-no_float64",
+        "torch-cpu",
+        "jax-cpu-x64",
+        "jax-cpu-x32",
+    }
+    missing = required - set(available_backends())
+    assert not missing, f"backends missing from this run: {sorted(missing)}"
