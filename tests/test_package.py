@@ -1,5 +1,7 @@
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 from _harness import available_backends
 
@@ -46,3 +48,17 @@ def test_the_test_extras_give_the_four_cpu_backends():
     }
     missing = required - set(available_backends())
     assert not missing, f"backends missing from this run: {sorted(missing)}"
+
+
+def test_readme_examples_run():
+    readme = Path(__file__).resolve().parents[1] / "README.md"
+    blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), flags=re.S)
+    assert blocks, "README.md has no python example"
+    for block in blocks:
+        namespace: dict = {}
+        exec(compile(block, "README.md", "exec"), namespace)
+    # The tour's claims about what it computed.
+    assert tuple(namespace["D"].shape) == (500, 500)
+    assert tuple(namespace["neighbours"].shape) == (500, 10)
+    assert (namespace["neighbours"][:, 0] == namespace["torch"].arange(500)).all()
+    assert namespace["spectrum"].dtype == namespace["torch"].float64
