@@ -110,18 +110,21 @@ def _knn_reference(X, Q, k, exclude_self):
 
 def test_knn_matches_brute_force(backend):
     rng = np.random.default_rng(1)
-    X = rng.standard_normal((50, 3))
-    Q = rng.standard_normal((9, 3))
-    x, q = backend.asarray(X), backend.asarray(Q)
-    got = to_numpy(knn_indices(x, 5))
-    np.testing.assert_array_equal(got, _knn_reference(X, X, 5, False))
-    np.testing.assert_array_equal(got[:, 0], np.arange(50))
-    got = to_numpy(knn_indices(x, 5, include_self=False))
-    np.testing.assert_array_equal(got, _knn_reference(X, X, 5, True))
-    got = to_numpy(knn_indices(x, 4, queries=q))
-    np.testing.assert_array_equal(got, _knn_reference(X, Q, 4, False))
-    _, device = namespace_and_device(knn_indices(x, 2))
-    assert device_name(device) == device_name(backend.device)
+    for dtype in backend.float_dtypes():
+        # Values exact in float32, so both dtypes see the same neighbours.
+        X = np.round(rng.standard_normal((50, 3)), 3)
+        Q = np.round(rng.standard_normal((9, 3)), 3)
+        x = backend.xp.astype(backend.asarray(X), dtype)
+        q = backend.xp.astype(backend.asarray(Q), dtype)
+        got = to_numpy(knn_indices(x, 5))
+        np.testing.assert_array_equal(got, _knn_reference(X, X, 5, False))
+        np.testing.assert_array_equal(got[:, 0], np.arange(50))
+        got = to_numpy(knn_indices(x, 5, include_self=False))
+        np.testing.assert_array_equal(got, _knn_reference(X, X, 5, True))
+        got = to_numpy(knn_indices(x, 4, queries=q))
+        np.testing.assert_array_equal(got, _knn_reference(X, Q, 4, False))
+        _, device = namespace_and_device(knn_indices(x, 2))
+        assert device_name(device) == device_name(backend.device)
 
 
 def test_knn_blocks_do_not_change_the_answer(backend):
@@ -173,3 +176,17 @@ def test_knn_rejects_bad_n_neighbors(k, include_self, message):
 def test_knn_rejects_non_integer_n_neighbors():
     with pytest.raises(TypeError, match="n_neighbors must be an integer, got float"):
         knn_indices(np.ones((4, 2)), 2.0)
+
+
+def test_pairwise_on_dask_stays_lazy_and_matches():
+    da = pytest.importorskip("dask.array")
+    X = np.random.default_rng(3).standard_normal((40, 3))
+    D = pairwise_sq_distances(da.from_array(X, chunks=10))
+    assert isinstance(D, da.Array)
+    np.testing.assert_allclose(to_numpy(D), _brute_force(X, X), atol=1e-12)
+
+
+def test_knn_refuses_dask_with_the_fix():
+    da = pytest.importorskip("dask.array")
+    with pytest.raises(TypeError, match=r"knn_indices does not run on dask arrays"):
+        knn_indices(da.ones((5, 2)), 2)

@@ -9,7 +9,7 @@ import array_api_extra as xpx
 from array_api_compat import array_namespace, device
 
 from ._dtype import as_float
-from ._namespace import compiled, namespace_and_device
+from ._namespace import compiled, namespace_and_device, refuse_dask
 
 __all__ = ["knn_indices", "pairwise_sq_distances"]
 
@@ -155,6 +155,7 @@ def knn_indices(
            [2]])
     """
     xp, device = namespace_and_device(X, queries, names=("X", "queries"))
+    refuse_dask(xp, "knn_indices")
     _check_2d(X, "X")
     if queries is not None:
         _check_2d(queries, "queries")

@@ -7,7 +7,7 @@ from typing import Any, Literal
 import array_api_compat as compat
 
 from ._dtype import as_float, supports_float64
-from ._namespace import namespace_and_device
+from ._namespace import namespace_and_device, refuse_dask
 
 __all__ = ["eigvalsh"]
 
@@ -50,11 +50,7 @@ def eigvalsh(a: Any, /, *, precision: Literal["float64", "input"] = "float64") -
             "eigvalsh needs square matrices of shape (..., n, n), got shape "
             f"{tuple(a.shape)}"
         )
-    if compat.is_dask_namespace(xp):
-        raise TypeError(
-            "eigvalsh does not run on dask arrays: a full eigendecomposition is not "
-            "a sum over chunks. Call .compute() first, or use a method that streams."
-        )
+    refuse_dask(xp, "eigvalsh")
     a = as_float(a, xp=xp)
     out_dtype = a.dtype
     if (

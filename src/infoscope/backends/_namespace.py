@@ -155,6 +155,20 @@ def namespace_and_device(
     return first[1], first[2]
 
 
+def refuse_dask(xp: ModuleType, operation: str) -> None:
+    """Raise a clear TypeError if `xp` is dask: `operation` is no sum over chunks.
+
+    Dask arrays are supported where a computation streams over samples; a
+    full eigendecomposition or a nearest-neighbour search does not.
+    """
+    if compat.is_dask_namespace(xp):
+        raise TypeError(
+            f"{operation} does not run on dask arrays: it is not a sum over "
+            "chunks of samples. Call .compute() first, or use a method that "
+            "streams."
+        )
+
+
 def synchronize(x: Any) -> Any:
     """Wait until the computation producing `x` has finished; return `x`.
 
