@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from _harness import available_backends
 
 import infoscope
@@ -28,6 +29,26 @@ def test_import_pulls_in_no_framework():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout.strip()
     assert out == "", f"importing infoscope imported {out}"
+
+
+def test_import_is_light_and_subpackages_load_on_use():
+    code = (
+        "import sys, infoscope\n"
+        "heavy = [m for m in ('sklearn', 'scipy', 'numpy') if m in sys.modules]\n"
+        "infoscope.backends.eigvalsh\n"
+        "print(','.join(heavy), 'infoscope.backends' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert out == ["True"], f"import infoscope pulled in {out[:-1]}"
+
+
+def test_unknown_attribute_is_an_attribute_error():
+    with pytest.raises(
+        AttributeError, match="module 'infoscope' has no attribute 'nope'"
+    ):
+        infoscope.nope  # noqa: B018
 
 
 def test_version_is_exposed():
