@@ -190,3 +190,28 @@ def test_knn_refuses_dask_with_the_fix():
     da = pytest.importorskip("dask.array")
     with pytest.raises(TypeError, match=r"knn_indices does not run on dask arrays"):
         knn_indices(da.ones((5, 2)), 2)
+
+
+@pytest.mark.parametrize("block_size", [0, -3])
+def test_knn_rejects_bad_block_size(block_size):
+    with pytest.raises(
+        ValueError, match=rf"block_size must be at least 1 or None, got {block_size}"
+    ):
+        knn_indices(np.ones((4, 2)), 2, block_size=block_size)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("block_size", 2.5), ("n_neighbors", True), ("block_size", "3")]
+)
+def test_knn_rejects_non_integers(name, value):
+    kwargs = {"n_neighbors": 2, name: value}
+    n_neighbors = kwargs.pop("n_neighbors")
+    with pytest.raises(
+        TypeError, match=rf"{name} must be an integer, got {type(value).__name__}"
+    ):
+        knn_indices(np.ones((4, 2)), n_neighbors, **kwargs)
+
+
+def test_knn_accepts_numpy_integers():
+    got = knn_indices(np.arange(4.0)[:, None], np.int64(2), block_size=np.int32(2))
+    np.testing.assert_array_equal(got, [[0, 1], [1, 0], [2, 1], [3, 2]])

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from infoscope.backends import (
     device_name,
     eigvalsh,
+    matmul,
     namespace_and_device,
     namespace_name,
     to_numpy,
@@ -95,3 +96,31 @@ def test_property_recovers_any_spectrum(values, seed):
     a = _symmetric_with_spectrum(values, seed)
     scale = max(1.0, max(abs(v) for v in values))
     np.testing.assert_allclose(eigvalsh(a), np.sort(values), atol=1e-10 * scale)
+
+
+def test_matmul_matches_numpy_at_full_precision(backend):
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal((6, 5)), rng.standard_normal((5, 3))
+    for dtype in backend.float_dtypes():
+        out = matmul(
+            backend.xp.astype(backend.asarray(a), dtype),
+            backend.xp.astype(backend.asarray(b), dtype),
+        )
+        assert out.dtype == dtype
+        np.testing.assert_allclose(
+            to_numpy(out), a @ b, rtol=rtol(dtype), atol=rtol(dtype)
+        )
+
+
+def test_matmul_asks_jax_for_its_highest_precision(monkeypatch):
+    jax = pytest.importorskip("jax")
+    seen = {}
+    real = jax.numpy.matmul
+
+    def spy(a, b, precision=None):
+        seen["precision"] = precision
+        return real(a, b, precision=precision)
+
+    monkeypatch.setattr(jax.numpy, "matmul", spy)
+    matmul(jax.numpy.ones((2, 2)), jax.numpy.ones((2, 2)))
+    assert seen["precision"] == "highest"

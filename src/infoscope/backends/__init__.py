@@ -19,7 +19,7 @@ Policy
 from ._convert import asarray, to_numpy
 from ._distances import knn_indices, pairwise_sq_distances
 from ._dtype import as_float, float_dtype, supports_float64
-from ._linalg import eigvalsh
+from ._linalg import eigvalsh, matmul
 from ._namespace import (
     compiled,
     device_name,
@@ -40,6 +40,7 @@ __all__ = [
     "float_dtype",
     "is_array",
     "knn_indices",
+    "matmul",
     "namespace_and_device",
     "namespace_name",
     "pairwise_sq_distances",

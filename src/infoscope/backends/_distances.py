@@ -9,6 +9,7 @@ import array_api_extra as xpx
 from array_api_compat import array_namespace, device
 
 from ._dtype import as_float
+from ._linalg import matmul
 from ._namespace import compiled, namespace_and_device, refuse_dask
 
 __all__ = ["knn_indices", "pairwise_sq_distances"]
@@ -44,7 +45,7 @@ def _centred(X: Any, Y: Any, xp: Any) -> tuple[Any, Any]:
 
 def _sq_distances(A: Any, B: Any, sq_a: Any, sq_b: Any, xp: Any) -> Any:
     """||a_i - b_j||^2 from centred rows and their squared norms, clipped at 0."""
-    D = A @ B.T
+    D = matmul(A, B.T)
     # Operator-assignment works in place where the library allows (NumPy,
     # torch, CuPy) and rebinds otherwise (JAX), so peak memory stays at two
     # N x M arrays on the mutable libraries.
@@ -164,15 +165,12 @@ def knn_indices(
                 f"`X` has {X.shape[1]} features but `queries` has "
                 f"{queries.shape[1]}; the search needs the same features in both"
             )
+    if block_size is not None and _as_int(block_size, "block_size") < 1:
+        raise ValueError(f"block_size must be at least 1 or None, got {block_size}")
     n = X.shape[0]
     self_search = queries is None
     n_candidates = n - 1 if self_search and not include_self else n
-    try:
-        k = operator.index(n_neighbors)
-    except TypeError:
-        raise TypeError(
-            f"n_neighbors must be an integer, got {type(n_neighbors).__name__}"
-        ) from None
+    k = _as_int(n_neighbors, "n_neighbors")
     if not 1 <= k <= n_candidates:
         excluded = "" if n_candidates == n else ", self excluded"
         raise ValueError(
@@ -213,6 +211,16 @@ def knn_indices(
             )
         )
     return xp.concat(blocks, axis=0)
+
+
+def _as_int(value: Any, name: str) -> int:
+    """`value` as a Python int (NumPy integers too); bools and floats refused."""
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)
+        except TypeError:
+            pass
+    raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
 
 
 def _knn_block(Q, rows, A, sq_q, sq_a, *, k, self_distance):

@@ -9,7 +9,7 @@ import array_api_compat as compat
 from ._dtype import as_float, supports_float64
 from ._namespace import namespace_and_device, refuse_dask
 
-__all__ = ["eigvalsh"]
+__all__ = ["eigvalsh", "matmul"]
 
 
 def eigvalsh(a: Any, /, *, precision: Literal["float64", "input"] = "float64") -> Any:
@@ -69,3 +69,29 @@ def eigvalsh(a: Any, /, *, precision: Literal["float64", "input"] = "float64") -
     else:
         w = xp.linalg.eigvalsh(a)
     return xp.astype(w, out_dtype, copy=False)
+
+
+def matmul(a: Any, b: Any, /) -> Any:
+    """``a @ b`` at the full precision of the inputs' dtype.
+
+    JAX multiplies float32 matrices on GPUs and TPUs in reduced precision
+    (TF32 or bfloat16 passes) unless asked otherwise; kernels built from
+    differences of products, such as squared distances, lose most of their
+    digits that way. This asks JAX for its highest precision and is plain
+    ``a @ b`` elsewhere. PyTorch follows the process-wide
+    ``torch.set_float32_matmul_precision``, which infoscope leaves as the
+    user set it (its default, "highest", is full precision).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.backends import matmul
+    >>> matmul(np.eye(2), np.array([[1.0], [2.0]]))
+    array([[1.],
+           [2.]])
+    """
+    if compat.is_jax_array(a) or compat.is_jax_array(b):
+        import jax.numpy as jnp
+
+        return jnp.matmul(a, b, precision="highest")
+    return a @ b
