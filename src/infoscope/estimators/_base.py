@@ -49,9 +49,18 @@ def _is_sparse(x: Any) -> bool:
 
 
 def _to_numeric_numpy(x: Any, caller: str, name: str) -> np.ndarray:
-    """Array-likes (lists, pandas, object arrays) as a numeric NumPy array."""
+    """Array-likes (lists, pandas, object arrays of numbers) as a numeric NumPy array.
+
+    Strings are refused even when they spell numbers: activations that arrive
+    as text have gone wrong upstream.
+    """
     a = np.asarray(x)
-    if a.dtype.kind in "OUSV":
+    if a.dtype.kind in "USV":
+        raise TypeError(
+            f"{caller}: `{name}` holds strings or raw bytes (dtype {a.dtype}); "
+            "pass an array of numbers."
+        )
+    if a.dtype.kind == "O":
         try:
             a = a.astype(np.float64)
         except (TypeError, ValueError) as exc:
