@@ -215,3 +215,11 @@ def test_knn_rejects_non_integers(name, value):
 def test_knn_accepts_numpy_integers():
     got = knn_indices(np.arange(4.0)[:, None], np.int64(2), block_size=np.int32(2))
     np.testing.assert_array_equal(got, [[0, 1], [1, 0], [2, 1], [3, 2]])
+
+
+def test_knn_rejects_queries_with_other_features():
+    with pytest.raises(
+        ValueError,
+        match="`X` has 3 features but `queries` has 2; distances need the same features in both",
+    ):
+        knn_indices(np.ones((4, 3)), 2, queries=np.ones((2, 2)))

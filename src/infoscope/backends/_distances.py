@@ -18,10 +18,18 @@ __all__ = ["knn_indices", "pairwise_sq_distances"]
 _KNN_BLOCK_BYTES = 64 * 2**20
 
 
-def _check_2d(x: Any, name: str) -> None:
-    if x.ndim != 2:
+def _check_points(X: Any, Y: Any, y_name: str) -> None:
+    """X, and Y unless None, are 2-D point sets with the same features."""
+    for name, points in (("X", X), (y_name, Y)):
+        if points is not None and points.ndim != 2:
+            raise ValueError(
+                f"`{name}` must be 2-D (n_samples, n_features), got shape "
+                f"{tuple(points.shape)}"
+            )
+    if Y is not None and Y.shape[1] != X.shape[1]:
         raise ValueError(
-            f"`{name}` must be 2-D (n_samples, n_features), got shape {x.shape}"
+            f"`X` has {X.shape[1]} features but `{y_name}` has {Y.shape[1]}; "
+            "distances need the same features in both"
         )
 
 
@@ -84,14 +92,7 @@ def pairwise_sq_distances(X: Any, Y: Any = None, /) -> Any:
            [25.,  0.]])
     """
     xp, _ = namespace_and_device(X, Y, names=("X", "Y"))
-    _check_2d(X, "X")
-    if Y is not None:
-        _check_2d(Y, "Y")
-        if Y.shape[1] != X.shape[1]:
-            raise ValueError(
-                f"`X` has {X.shape[1]} features but `Y` has {Y.shape[1]}; "
-                "distances need the same features in both"
-            )
+    _check_points(X, Y, "Y")
     A, B = _centred(X, Y, xp)
     sq_a = xp.sum(A * A, axis=1)
     if B is None:
@@ -157,14 +158,7 @@ def knn_indices(
     """
     xp, device = namespace_and_device(X, queries, names=("X", "queries"))
     refuse_dask(xp, "knn_indices")
-    _check_2d(X, "X")
-    if queries is not None:
-        _check_2d(queries, "queries")
-        if queries.shape[1] != X.shape[1]:
-            raise ValueError(
-                f"`X` has {X.shape[1]} features but `queries` has "
-                f"{queries.shape[1]}; the search needs the same features in both"
-            )
+    _check_points(X, queries, "queries")
     if block_size is not None and _as_int(block_size, "block_size") < 1:
         raise ValueError(f"block_size must be at least 1 or None, got {block_size}")
     n = X.shape[0]
