@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ._convert import asarray
 from ._namespace import namespace_and_device
 
 __all__ = ["BACKENDS", "BackendSpec", "missing_reason", "namespace_of", "place"]
@@ -130,19 +131,8 @@ def place(spec: BackendSpec, a: Any) -> Any:
     JAX's x64 flag must already be what `spec` says: without it JAX stores
     float64 data as float32.
     """
-    a = np.asarray(a)
-    if spec.library == "numpy":
-        return a
-    if spec.library == "jax":
-        import jax
-
-        return jax.device_put(a, jax.devices(spec.device)[0])
-    if spec.library == "torch":
-        import torch
-
-        return torch.asarray(a, device=_torch_device(spec))
     xp, device = namespace_of(spec)
-    return xp.asarray(a, device=device)
+    return asarray(np.asarray(a), xp=xp, device=device)
 
 
 def _torch_device(spec: BackendSpec) -> str:
