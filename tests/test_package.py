@@ -83,3 +83,11 @@ def test_readme_examples_run():
     assert tuple(namespace["neighbours"].shape) == (500, 10)
     assert (namespace["neighbours"][:, 0] == namespace["torch"].arange(500)).all()
     assert namespace["spectrum"].dtype == namespace["torch"].float64
+
+
+def test_every_public_name_resolves_to_its_own_module():
+    for name, module in infoscope._EXPORTS.items():
+        value = getattr(infoscope, name)
+        assert value.__name__ == name
+        assert value.__module__ == "infoscope" + module
+        assert name in dir(infoscope)

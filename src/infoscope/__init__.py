@@ -2,8 +2,8 @@
 
 Estimators and functions accept NumPy, CuPy, PyTorch and JAX arrays and compute
 on the array's own library and device. ``import infoscope`` imports no
-deep-learning framework and not even scikit-learn: subpackages load on first
-use (PEP 562).
+deep-learning framework and not even scikit-learn: subpackages and public
+names load on first use (PEP 562).
 
 Examples
 --------
@@ -18,12 +18,21 @@ __version__ = "0.1.0.dev0"
 
 _SUBMODULES = ("backends", "estimators")
 
-__all__ = ["__version__", *_SUBMODULES]
+# Public name -> the module (relative to this package) that defines it. Each
+# family adds its functions and estimators here; nothing is imported until a
+# name is first used.
+_EXPORTS: dict[str, str] = {}
+
+__all__ = ["__version__", *_SUBMODULES, *_EXPORTS]
 
 
 def __getattr__(name: str):
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name], __name__), name)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
