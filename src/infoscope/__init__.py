@@ -21,7 +21,15 @@ _SUBMODULES = ("backends", "estimators")
 # Public name -> the module (relative to this package) that defines it. Each
 # family adds its functions and estimators here; nothing is imported until a
 # name is first used.
-_EXPORTS: dict[str, str] = {}
+_EXPORTS: dict[str, str] = {
+    "diffusion_spectral_entropy": ".estimators.diffusion",
+    "diffusion_spectral_mutual_information": ".estimators.diffusion",
+    "adjacency_spectral_entropy": ".estimators.diffusion",
+    "DiffusionSpectralEntropy": ".estimators.diffusion",
+    "DiffusionSpectralMutualInformation": ".estimators.diffusion",
+    "shannon_entropy": ".estimators.shannon",
+    "shannon_mutual_information": ".estimators.shannon",
+}
 
 __all__ = ["__version__", *_SUBMODULES, *_EXPORTS]
 

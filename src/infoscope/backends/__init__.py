@@ -19,7 +19,8 @@ Policy
 from ._convert import asarray, to_numpy
 from ._distances import knn_indices, pairwise_sq_distances
 from ._dtype import as_float, float_dtype, supports_float64
-from ._linalg import eigvalsh, matmul
+from ._linalg import eigh_top, eigvals_abs, eigvalsh, matmul
+from ._memory import available_memory, format_bytes
 from ._namespace import (
     compiled,
     device_name,
@@ -32,12 +33,16 @@ from ._random import check_random_state
 
 __all__ = [
     "as_float",
+    "available_memory",
     "asarray",
     "check_random_state",
     "compiled",
     "device_name",
+    "eigh_top",
+    "eigvals_abs",
     "eigvalsh",
     "float_dtype",
+    "format_bytes",
     "is_array",
     "knn_indices",
     "matmul",

@@ -5,14 +5,21 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import array_api_compat as compat
+import numpy as np
 
 from ._dtype import as_float, supports_float64
 from ._namespace import namespace_and_device, refuse_dask
 
-__all__ = ["eigvalsh", "matmul"]
+__all__ = ["eigh_top", "eigvals_abs", "eigvalsh", "matmul"]
 
 
-def eigvalsh(a: Any, /, *, precision: Literal["float64", "input"] = "float64") -> Any:
+def eigvalsh(
+    a: Any,
+    /,
+    *,
+    precision: Literal["float64", "input"] = "float64",
+    overwrite: bool = False,
+) -> Any:
     """Eigenvalues of a real symmetric matrix (or a stack of them), ascending.
 
     Only the lower triangle of `a` is read; no symmetry check is made.
@@ -28,6 +35,9 @@ def eigvalsh(a: Any, /, *, precision: Literal["float64", "input"] = "float64") -
         eigenvalues, which a float32 decomposition resolves only to about
         ``1e-7 * ||a||``: the float64 solve of the same float32 matrix resolves
         them to about ``1e-16 * ||a||``.
+    overwrite : bool, default=False
+        Let the solver use `a` as its workspace (NumPy input only), saving one
+        copy of the matrix. Pass True only for a matrix you will not read again.
 
     Returns
     -------
@@ -65,10 +75,97 @@ def eigvalsh(a: Any, /, *, precision: Literal["float64", "input"] = "float64") -
         # and skips a finite check the callers already made on their data.
         import scipy.linalg
 
-        w = scipy.linalg.eigvalsh(a, check_finite=False)
+        w = scipy.linalg.eigvalsh(a, check_finite=False, overwrite_a=overwrite)
     else:
         w = xp.linalg.eigvalsh(a)
     return xp.astype(w, out_dtype, copy=False)
+
+
+def eigh_top(a: Any, k: int, /) -> tuple[Any, Any]:
+    """The `k` largest eigenvalues of a real symmetric matrix, with eigenvectors.
+
+    NumPy matrices larger than a few hundred rows go to ARPACK (Lanczos, cost
+    O(n^2 k) per restart instead of O(n^3)); other libraries use their own full
+    ``eigh`` and keep the top `k`. Each eigenvector's sign is fixed so that its
+    largest-magnitude entry is positive, so every library returns the same
+    vectors.
+
+    Parameters
+    ----------
+    a : array of shape (n, n)
+    k : int
+        1 <= k <= n.
+
+    Returns
+    -------
+    values : array of shape (k,)
+        Descending.
+    vectors : array of shape (n, k)
+        Orthonormal columns, in `a`'s namespace, device and dtype.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.backends import eigh_top
+    >>> values, vectors = eigh_top(np.array([[2.0, 1.0], [1.0, 2.0]]), 1)
+    >>> values, vectors[:, 0].round(4)
+    (array([3.]), array([0.7071, 0.7071]))
+    """
+    xp, _ = namespace_and_device(a, names=("a",))
+    n = a.shape[0]
+    if not 1 <= k <= n:
+        raise ValueError(f"k must be between 1 and {n}, got {k}")
+    if compat.is_numpy_namespace(xp) and n > 512 and k < n // 4:
+        from scipy.sparse.linalg import eigsh
+
+        # A fixed start vector: ARPACK's default draws one at random.
+        start = np.ones(n, dtype=a.dtype)
+        values, vectors = eigsh(a, k=k, which="LA", v0=start)
+    else:
+        values, vectors = xp.linalg.eigh(a)
+        values, vectors = values[n - k :], vectors[:, n - k :]
+    order = xp.flip(xp.argsort(values))
+    values = xp.take(values, order)
+    vectors = xp.take(vectors, order, axis=1)
+    pivot = xp.argmax(xp.abs(vectors), axis=0)
+    signs = xp.sign(xp.take_along_axis(vectors, pivot[None, :], axis=0))
+    signs = xp.where(signs == 0, xp.ones_like(signs), signs)
+    return values, vectors * signs
+
+
+def eigvals_abs(a: Any, /) -> Any:
+    """Moduli of the (possibly complex) eigenvalues of a general square matrix.
+
+    For non-symmetric operators such as directed kNN graphs. NumPy goes through
+    SciPy, PyTorch through ``torch.linalg.eigvals`` on its device, JAX through
+    ``jax.numpy.linalg.eigvals`` (a CPU kernel: GPU arrays make a host round
+    trip, as JAX itself does); libraries without a general eigensolver
+    (array-api-strict, CuPy) round-trip through NumPy. The moduli come back in
+    `a`'s namespace, on its device, in its real dtype, in no particular order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.backends import eigvals_abs
+    >>> np.sort(eigvals_abs(np.array([[0.0, -1.0], [1.0, 0.0]])))
+    array([1., 1.])
+    """
+    xp, device = namespace_and_device(a, names=("a",))
+    a = as_float(a, xp=xp)
+    if compat.is_torch_namespace(xp):
+        import torch
+
+        return torch.abs(torch.linalg.eigvals(a)).to(a.dtype)
+    if compat.is_jax_namespace(xp):
+        import jax.numpy as jnp
+
+        return jnp.abs(jnp.linalg.eigvals(a)).astype(a.dtype)
+    import scipy.linalg
+
+    from ._convert import to_numpy
+
+    w = np.abs(scipy.linalg.eigvals(to_numpy(a), check_finite=False))
+    return xp.asarray(w.astype(to_numpy(a[:1, :1]).dtype), device=device)
 
 
 def matmul(a: Any, b: Any, /) -> Any:

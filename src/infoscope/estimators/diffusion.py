@@ -1,0 +1,932 @@
+"""Diffusion Spectral Entropy and Mutual Information (Liao et al., CISS 2024).
+
+``G_ij = exp(-||x_i - x_j||^2 / (2 sigma^2))``, ``K = D^-1/2 G D^-1/2`` with
+``D = diag(G 1)`` (the spectrum of the diffusion operator ``P = D^-1 G``),
+``p_i = |lambda_i|^t / sum_j |lambda_j|^t`` and ``DSE = -sum_i p_i log p_i``.
+DSMI compares each class of Y with random subsets of Z of the same size
+(:mod:`._subset_mi`). The adjacency variants take the spectrum of G, of K, or
+of the directed kNN graph.
+
+The exact method is one symmetric eigendecomposition of K (in float64 where the
+device has it) after O(N^2 d) work for the kernel, which is scaled by
+broadcasting in place: no dense diagonal products, no symmetry check, and at
+most three N x N arrays alive. The approximate method is described in
+:func:`diffusion_spectral_entropy`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Integral, Real
+from typing import Any
+
+import numpy as np
+
+from ..backends import (
+    available_memory,
+    check_random_state,
+    eigh_top,
+    eigvals_abs,
+    eigvalsh,
+    float_dtype,
+    format_bytes,
+    matmul,
+    namespace_and_device,
+    pairwise_sq_distances,
+    to_numpy,
+)
+from ..backends._trace import spectral_sums
+from ..kernels import (
+    gaussian_from_sq_distances,
+    knn_adjacency,
+    median_distance,
+    symmetric_normalization,
+)
+from ._base import (
+    InfoscopeEstimator,
+    Interval,
+    StrOptions,
+    check_array,
+    check_consistent_length,
+    check_targets,
+    validate_parameter_constraints,
+)
+from ._subset_mi import discretize_labels, subset_mutual_information
+
+__all__ = [
+    "DiffusionSpectralEntropy",
+    "DiffusionSpectralMutualInformation",
+    "adjacency_spectral_entropy",
+    "diffusion_spectral_entropy",
+    "diffusion_spectral_mutual_information",
+]
+
+#: ``method="auto"`` is exact up to this many samples, approximate above.
+AUTO_EXACT_MAX_SAMPLES = 5000
+
+_SPECTRUM_PARAMETERS = {
+    "sigma": [Interval(Real, 0, None, closed="neither"), StrOptions({"median"})],
+    "base": [Interval(Real, 1, None, closed="neither")],
+    "max_samples": [Interval(Integral, 2, None, closed="left"), None],
+    "random_state": ["random_state"],
+}
+_DIFFUSION_PARAMETERS = {
+    **_SPECTRUM_PARAMETERS,
+    "t": [Interval(Real, 0, None, closed="neither")],
+    "method": [StrOptions({"auto", "exact", "approximate"})],
+    "n_probes": [Interval(Integral, 1, None, closed="left")],
+    "n_lanczos_steps": [Interval(Integral, 1, None, closed="left")],
+    "n_deflate": [Interval(Integral, 1, None, closed="left")],
+    "n_landmarks": [Interval(Integral, 2, None, closed="left"), None],
+}
+_DSMI_PARAMETERS = {
+    **_DIFFUSION_PARAMETERS,
+    "n_repetitions": [Interval(Integral, 1, None, closed="left")],
+    "n_clusters": [Interval(Integral, 2, None, closed="left")],
+}
+# Below this many samples the approximation decomposes its operator exactly.
+_APPROXIMATE_DENSE_BELOW = 600
+
+
+def _validate(params: dict, constraints: dict, caller: str) -> None:
+    validate_parameter_constraints(constraints, params, caller_name=caller)
+
+
+def _entropy(magnitudes: Any, *, t: float, base: float, xp: Any) -> float:
+    """``-sum p log_base p`` with ``p = m^t / sum m^t``, ``0 log 0 = 0``."""
+    m = xp.abs(magnitudes) ** t
+    p = m / xp.sum(m)
+    positive = p > 0
+    logs = xp.log(xp.where(positive, p, xp.ones_like(p)))
+    return float(-xp.sum(xp.where(positive, p * logs, xp.zeros_like(p)))) / math.log(
+        base
+    )
+
+
+def _xlogx(w: np.ndarray) -> np.ndarray:
+    w = np.abs(w)
+    return np.where(w > 0, w * np.log(np.where(w > 0, w, 1.0)), 0.0)
+
+
+def _subsample(X: Any, max_samples: int | None, rng, xp, device) -> tuple[Any, Any]:
+    """`X` reduced to `max_samples` random rows (sorted), and the rows kept."""
+    if max_samples is None or X.shape[0] <= max_samples:
+        return X, None
+    rows = np.sort(rng.choice(X.shape[0], size=max_samples, replace=False))
+    return xp.take(X, xp.asarray(rows, device=device), axis=0), rows
+
+
+def _resolve_sigma(sigma, X, rng) -> float:
+    if isinstance(sigma, str):
+        return median_distance(X, random_state=rng)
+    return float(sigma)
+
+
+def _check_exact_fits(n: int, xp: Any, device: Any, caller: str) -> None:
+    """Refuse, before allocating, an exact N x N computation that cannot fit."""
+    itemsize = 8 if float_dtype(xp, device) == xp.float64 else 4
+    needed = 3 * n * n * itemsize
+    free = available_memory(xp, device)
+    if free is None or needed <= free:
+        return
+    fits = math.isqrt(free // (3 * itemsize))
+    raise ValueError(
+        f"{caller}: the exact method needs about {format_bytes(needed)} for "
+        f"{n} samples (three {n} x {n} arrays), but only {format_bytes(free)} is "
+        f"free on {device}. Use method='approximate', or max_samples={fits} (or "
+        "fewer) to compute on a random subset."
+    )
+
+
+def _resolve_method(method: str, n: int) -> str:
+    if method == "auto":
+        return "exact" if n <= AUTO_EXACT_MAX_SAMPLES else "approximate"
+    return method
+
+
+@dataclass
+class _Spectrum:
+    """What one DSE computation leaves behind for an estimator."""
+
+    entropy: float
+    sigma: float
+    eigenvalues: Any  # all of them, descending (exact method) or None
+    top_values: Any  # leading eigenvalues of K, descending, or None
+    top_vectors: Any  # (n, k) eigenvectors of K, or None
+    degrees: Any  # row sums of G (exact) or of its approximation
+
+
+def _exact_operator(X: Any, sigma: float) -> tuple[Any, Any]:
+    K, degrees = symmetric_normalization(
+        gaussian_from_sq_distances(pairwise_sq_distances(X), sigma)
+    )
+    return K, degrees
+
+
+def _dse_exact(X, xp, device, *, sigma, t, base, n_components, caller) -> _Spectrum:
+    _check_exact_fits(X.shape[0], xp, device, caller)
+    K, degrees = _exact_operator(X, sigma)
+    top_values = top_vectors = None
+    if n_components:
+        top_values, top_vectors = eigh_top(K, min(n_components + 1, X.shape[0]))
+    w = xp.flip(eigvalsh(K, overwrite=True))
+    return _Spectrum(
+        _entropy(w, t=t, base=base, xp=xp), sigma, w, top_values, top_vectors, degrees
+    )
+
+
+def _nystrom_operator(X, xp, device, sigma, n_landmarks, rng, dtype):
+    """Apply ``V -> K^ V`` for ``K^ = D^-1/2 (B B^T + diag(delta)) D^-1/2``.
+
+    ``B B^T`` is the Nystrom approximation of G from random landmarks; the
+    diagonal ``delta = 1 - diag(B B^T)`` restores G's unit diagonal (and with
+    it the trace). For high-dimensional data a Gaussian Gram matrix is close
+    to low rank plus a multiple of the identity (El Karoui 2010), which is what
+    this form can represent.
+    """
+    n = X.shape[0]
+    m = min(n_landmarks, n)
+    rows = np.sort(rng.choice(n, size=m, replace=False))
+    landmarks = xp.take(X, xp.asarray(rows, device=device), axis=0)
+    C = gaussian_from_sq_distances(pairwise_sq_distances(X, landmarks), sigma)
+    W = xp.take(C, xp.asarray(rows, device=device), axis=0)
+    w, U = np.linalg.eigh(np.asarray(to_numpy(W), dtype=np.float64))
+    keep = w > w[-1] * 1e-6
+    factor = xp.asarray(U[:, keep] / np.sqrt(w[keep]), dtype=dtype, device=device)
+    B = matmul(C, factor)
+    del C
+    delta = xp.clip(1.0 - xp.sum(B * B, axis=1), 0.0, None)
+    degrees = matmul(B, xp.sum(B, axis=0)[:, None])[:, 0] + delta
+    scale = 1.0 / xp.sqrt(degrees)
+    B *= scale[:, None]
+    diagonal = (delta / degrees)[:, None]
+
+    def apply(V):
+        return matmul(B, matmul(B.T, V)) + diagonal * V
+
+    return apply, degrees
+
+
+def _dse_approximate(
+    X, xp, device, *, sigma, t, base, n_components, rng, params, caller
+) -> _Spectrum:
+    n = X.shape[0]
+    if n < _APPROXIMATE_DENSE_BELOW:
+        # Probing costs more than decomposing a matrix this small.
+        return _dse_exact(
+            X,
+            xp,
+            device,
+            sigma=sigma,
+            t=t,
+            base=base,
+            n_components=n_components,
+            caller=caller,
+        )
+    # The probes need no float64: the estimate's error is far above float32's.
+    dtype = xp.float32
+    Xa = xp.astype(X, dtype)
+    landmarks = params["n_landmarks"]
+    if landmarks is None:
+        free = available_memory(xp, device)
+        if free is not None and 2 * n * n * 4 > free // 2:
+            landmarks = 2000
+    if landmarks is None:
+        K, degrees = _exact_operator(Xa, sigma)
+
+        def apply(V):
+            return matmul(K, V)
+    else:
+        apply, degrees = _nystrom_operator(Xa, xp, device, sigma, landmarks, rng, dtype)
+    (power_sum, xlogx_sum), ritz_values, ritz_vectors = spectral_sums(
+        apply,
+        n,
+        [lambda w: np.abs(w) ** t, lambda w: _xlogx(np.abs(w) ** t)],
+        xp=xp,
+        device=device,
+        dtype=dtype,
+        rng=rng,
+        n_probes=params["n_probes"],
+        n_steps=params["n_lanczos_steps"],
+        n_deflate=params["n_deflate"],
+    )
+    entropy = (math.log(power_sum) - xlogx_sum / power_sum) / math.log(base)
+    k = min(n_components + 1, ritz_values.shape[0]) if n_components else 0
+    top_values = (
+        xp.asarray(ritz_values[:k].copy(), dtype=X.dtype, device=device) if k else None
+    )
+    top_vectors = xp.astype(ritz_vectors[:, :k], X.dtype) if k else None
+    return _Spectrum(entropy, sigma, None, top_values, top_vectors, degrees)
+
+
+def _dse(
+    X,
+    xp,
+    device,
+    *,
+    sigma,
+    t,
+    base,
+    method,
+    rng,
+    params,
+    n_components=0,
+    caller="diffusion_spectral_entropy",
+) -> _Spectrum:
+    sigma = _resolve_sigma(sigma, X, rng)
+    if _resolve_method(method, X.shape[0]) == "exact":
+        return _dse_exact(
+            X,
+            xp,
+            device,
+            sigma=sigma,
+            t=t,
+            base=base,
+            n_components=n_components,
+            caller=caller,
+        )
+    return _dse_approximate(
+        X,
+        xp,
+        device,
+        sigma=sigma,
+        t=t,
+        base=base,
+        n_components=n_components,
+        rng=rng,
+        params=params,
+        caller=caller,
+    )
+
+
+_APPROXIMATE_DEFAULTS = {
+    "n_probes": 32,
+    "n_lanczos_steps": 40,
+    "n_deflate": 128,
+    "n_landmarks": None,
+}
+
+
+def _prepare(X, *, caller, max_samples, random_state, min_samples=2):
+    X = check_array(X, caller=caller, min_samples=min_samples)
+    xp, device = namespace_and_device(X)
+    rng = check_random_state(random_state)
+    X, _ = _subsample(X, max_samples, rng, xp, device)
+    return X, xp, device, rng
+
+
+def diffusion_spectral_entropy(
+    X: Any,
+    *,
+    sigma: float | str = 10.0,
+    t: float = 1,
+    base: float = 2,
+    method: str = "auto",
+    max_samples: int | None = None,
+    random_state: Any = None,
+    n_probes: int = 32,
+    n_lanczos_steps: int = 40,
+    n_deflate: int = 128,
+    n_landmarks: int | None = None,
+) -> float:
+    """Diffusion Spectral Entropy of the rows of `X` (Liao et al. 2024).
+
+    ``DSE = -sum_i p_i log p_i`` with ``p_i = |lambda_i|^t / sum_j
+    |lambda_j|^t`` over the eigenvalues of the diffusion operator of a
+    Gaussian kernel on `X` (module docstring). The value equals dse-dsmi 1.1's
+    ``diffusion_spectral_entropy`` with ``max_N=None``, in bits by default.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+        Activations of any supported library and device; more than two axes
+        are flattened per sample. Not rescaled.
+    sigma : float or "median", default=10.0
+        Kernel bandwidth; "median" uses the median pairwise distance.
+    t : float, default=1
+        Diffusion time: the power of the eigenvalues.
+    base : float, default=2
+        Logarithm base (2: bits, ``math.e``: nats).
+    method : {"auto", "exact", "approximate"}, default="auto"
+        "exact" decomposes the N x N operator (O(N^3), three N x N arrays;
+        refused up front when that cannot fit in free memory). "approximate"
+        never computes all N eigenvalues: it estimates ``sum |lambda|^t`` and
+        ``sum |lambda|^t log |lambda|^t`` by deflated stochastic Lanczos
+        quadrature, ``DSE = log S - H / S``. The 128 leading eigenvalues, which
+        carry most of the mass of a smooth kernel's spectrum, are resolved by
+        randomized subspace iteration and summed exactly; 32 Rademacher probes
+        with 40 Lanczos steps each estimate the flat remainder, where
+        Hutchinson's estimator has small variance. This costs O(N^2) per
+        operator product instead of O(N^3), and the operator is held in
+        float32. When the N x N operator would not fit in memory (or when
+        `n_landmarks` is set), it is replaced by a Nystrom approximation from
+        random landmarks plus the diagonal that restores G's unit diagonal,
+        which costs O(N m) memory and time: a coarser approximation
+        (documented error in the user guide). "auto" is exact up to
+        ``AUTO_EXACT_MAX_SAMPLES`` (5,000) samples and approximate above.
+    max_samples : int, optional
+        Compute on this many random rows of `X` (as dse-dsmi's ``max_N``).
+    random_state : int, numpy.random.Generator or None
+        Seeds the subsample, the probes and the landmarks; the same seed gives
+        the same value on every backend.
+    n_probes, n_lanczos_steps, n_deflate : int
+        Accuracy of the approximate method (see above).
+    n_landmarks : int, optional
+        Use a Nystrom operator with this many landmarks in the approximate
+        method (default: only when the dense operator does not fit, with 2,000).
+
+    Returns
+    -------
+    float
+
+    See Also
+    --------
+    DiffusionSpectralEntropy : the estimator, with diffusion-map coordinates.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope import diffusion_spectral_entropy
+    >>> X = np.random.default_rng(0).uniform(size=(300, 16))
+    >>> round(diffusion_spectral_entropy(X, sigma=1.0), 4)
+    5.6571
+    """
+    caller = "diffusion_spectral_entropy"
+    params = {
+        "sigma": sigma,
+        "t": t,
+        "base": base,
+        "method": method,
+        "max_samples": max_samples,
+        "random_state": random_state,
+        "n_probes": n_probes,
+        "n_lanczos_steps": n_lanczos_steps,
+        "n_deflate": n_deflate,
+        "n_landmarks": n_landmarks,
+    }
+    _validate(params, _DIFFUSION_PARAMETERS, caller)
+    X, xp, device, rng = _prepare(
+        X, caller=caller, max_samples=max_samples, random_state=random_state
+    )
+    return _dse(
+        X,
+        xp,
+        device,
+        sigma=sigma,
+        t=t,
+        base=base,
+        method=method,
+        rng=rng,
+        params=params,
+        caller=caller,
+    ).entropy
+
+
+def adjacency_spectral_entropy(
+    X: Any,
+    *,
+    sigma: float | str = 10.0,
+    variant: str = "gaussian",
+    n_neighbors: int = 10,
+    base: float = 2,
+    max_samples: int | None = None,
+    random_state: Any = None,
+) -> float:
+    """Entropy of the normalised spectrum of an adjacency matrix of `X`.
+
+    ``p_i = |lambda_i| / sum_j |lambda_j|``, ``-sum p_i log p_i``, where the
+    lambdas are the eigenvalues of the Gaussian kernel G (``variant=
+    "gaussian"``), of ``D^-1/2 G D^-1/2`` (``"anisotropic"``), or of the
+    directed kNN indicator graph (``"knn"``: ``A_ij = 1`` when ``x_j`` is
+    among the `n_neighbors` nearest points of ``x_i``, itself included; not
+    symmetric, so its eigenvalues are complex and their moduli count). Equals
+    dse-dsmi 1.1's ``adjacency_spectral_entropy``. Always exact.
+
+    Parameters
+    ----------
+    X : array of shape (n_samples, n_features)
+    sigma : float or "median", default=10.0
+        Bandwidth of the Gaussian variants.
+    variant : {"gaussian", "anisotropic", "knn"}, default="gaussian"
+    n_neighbors : int, default=10
+        Neighbours of the kNN variant.
+    base, max_samples, random_state
+        As in :func:`diffusion_spectral_entropy`.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope import adjacency_spectral_entropy
+    >>> X = np.random.default_rng(0).uniform(size=(200, 8))
+    >>> adjacency_spectral_entropy(X, variant="knn", n_neighbors=5) > 0
+    True
+    """
+    caller = "adjacency_spectral_entropy"
+    _validate(
+        {
+            "sigma": sigma,
+            "base": base,
+            "max_samples": max_samples,
+            "random_state": random_state,
+            "variant": variant,
+            "n_neighbors": n_neighbors,
+        },
+        {
+            **_SPECTRUM_PARAMETERS,
+            "variant": [StrOptions({"gaussian", "anisotropic", "knn"})],
+            "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        },
+        caller,
+    )
+    X, xp, device, rng = _prepare(
+        X, caller=caller, max_samples=max_samples, random_state=random_state
+    )
+    if variant == "knn" and n_neighbors > X.shape[0]:
+        raise ValueError(
+            f"{caller}: n_neighbors={n_neighbors} exceeds the {X.shape[0]} "
+            "samples; lower n_neighbors or pass more samples."
+        )
+    _check_exact_fits(X.shape[0], xp, device, caller)
+    D2 = pairwise_sq_distances(X)
+    if variant == "knn":
+        magnitudes = eigvals_abs(knn_adjacency(X, n_neighbors, D2=D2))
+    else:
+        G = gaussian_from_sq_distances(D2, _resolve_sigma(sigma, X, rng))
+        if variant == "anisotropic":
+            G, _ = symmetric_normalization(G)
+        magnitudes = eigvalsh(G, overwrite=True)
+    return _entropy(magnitudes, t=1, base=base, xp=xp)
+
+
+def _dsmi(Z, y, *, caller, params, rng=None):
+    Z = check_array(Z, caller=caller, name="Z", min_samples=2)
+    y = check_targets(y, caller=caller, name="Y")
+    check_consistent_length(caller=caller, Z=Z, Y=y)
+    xp, device = namespace_and_device(Z, names=("Z",))
+    rng = check_random_state(params["random_state"]) if rng is None else rng
+    _, rows = _subsample(Z, params["max_samples"], rng, xp, device)
+    if rows is not None:
+        Z = xp.take(Z, xp.asarray(rows, device=device), axis=0)
+        y = to_numpy(y)[rows]
+    classes, codes = discretize_labels(
+        y, n_clusters=params["n_clusters"], random_state=rng, caller=caller
+    )
+    sigma = _resolve_sigma(params["sigma"], Z, rng)
+
+    def entropy(subset):
+        return _dse(
+            subset,
+            xp,
+            device,
+            sigma=sigma,
+            t=params["t"],
+            base=params["base"],
+            method=params["method"],
+            rng=rng,
+            params=params,
+            caller=caller,
+        ).entropy
+
+    result = subset_mutual_information(
+        Z,
+        codes,
+        entropy,
+        n_classes=classes.shape[0],
+        n_repetitions=params["n_repetitions"],
+        rng=rng,
+        xp=xp,
+        device=device,
+    )
+    return result, classes, codes, sigma, Z
+
+
+def diffusion_spectral_mutual_information(
+    Z: Any,
+    Y: Any,
+    *,
+    sigma: float | str = 10.0,
+    t: float = 1,
+    base: float = 2,
+    method: str = "auto",
+    max_samples: int | None = None,
+    random_state: Any = None,
+    n_repetitions: int = 5,
+    n_clusters: int = 10,
+    n_probes: int = 32,
+    n_lanczos_steps: int = 40,
+    n_deflate: int = 128,
+    n_landmarks: int | None = None,
+) -> float:
+    """Diffusion Spectral Mutual Information between activations `Z` and `Y`.
+
+    ``DSMI = sum_c (n_c / N) [mean over n_repetitions draws of DSE(random
+    n_c-subset of Z) - DSE(Z_c)]`` over the classes c of `Y`: integer, bool or
+    string labels as they are; continuous 1-D `Y` cut into `n_clusters`
+    equal-width bins; continuous multi-dimensional `Y` clustered into
+    `n_clusters` groups by spectral clustering. The random subsets come from
+    `random_state` (dse-dsmi draws them from Python's global ``random``), so
+    the value agrees with dse-dsmi 1.1 in distribution, not draw for draw.
+
+    Parameters
+    ----------
+    Z : array of shape (n_samples, n_features)
+    Y : array of shape (n_samples,) or (n_samples, n_targets)
+        Labels or targets, from any library (they are moved to the host).
+    n_repetitions : int, default=5
+        Random subsets per class.
+    n_clusters : int, default=10
+        Bins or clusters for continuous `Y`.
+    sigma, t, base, method, max_samples, random_state, n_probes, \
+n_lanczos_steps, n_deflate, n_landmarks
+        As in :func:`diffusion_spectral_entropy`; a "median" sigma is taken
+        once, on all of `Z`, and used for every subset.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope import diffusion_spectral_mutual_information
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 3, size=240)
+    >>> Z = rng.normal(size=(240, 8)) + 4.0 * y[:, None]
+    >>> diffusion_spectral_mutual_information(Z, y, sigma=2.0, random_state=0) > 0.5
+    True
+    """
+    caller = "diffusion_spectral_mutual_information"
+    params = {
+        "sigma": sigma,
+        "t": t,
+        "base": base,
+        "method": method,
+        "max_samples": max_samples,
+        "random_state": random_state,
+        "n_repetitions": n_repetitions,
+        "n_clusters": n_clusters,
+        "n_probes": n_probes,
+        "n_lanczos_steps": n_lanczos_steps,
+        "n_deflate": n_deflate,
+        "n_landmarks": n_landmarks,
+    }
+    _validate(params, _DSMI_PARAMETERS, caller)
+    return _dsmi(Z, Y, caller=caller, params=params)[0].mutual_information
+
+
+def _diffusion_map(X, xp, spectrum_values, spectrum_vectors, degrees, t):
+    """Right eigenvectors of P (first one constant 1) and their scaled powers.
+
+    ``psi_k = u_k / sqrt(d) * sqrt(sum d)`` from the eigenvectors u_k of K; the
+    leading, trivial pair (lambda = 1, psi = 1) is dropped.
+    """
+    values = spectrum_values[1:]
+    psi = spectrum_vectors[:, 1:] / xp.sqrt(degrees)[:, None]
+    psi = psi * xp.sqrt(xp.sum(degrees))
+    powered = xp.sign(values) * xp.abs(values) ** t
+    return values, psi, powered
+
+
+class _DiffusionMapMixin:
+    """``transform``: diffusion-map coordinates, Nystrom-extended to new samples."""
+
+    def _store_map(self, X, xp, values, vectors, degrees):
+        self.diffusion_eigenvalues_, self._psi, self._powered = _diffusion_map(
+            X, xp, values, vectors, degrees, self.t
+        )
+        self._X_fit = X
+        self.embedding_ = self._psi * self._powered
+        self._n_features_out = self.n_components
+
+    def transform(self, X):
+        """Diffusion-map coordinates of `X`: ``lambda_k^t psi_k(x)``.
+
+        New samples get the Nystrom extension ``psi_k(x) = sum_j p(x, x_j)
+        psi_k(x_j) / lambda_k`` with ``p(x, .)`` the normalised kernel row of
+        x against the training samples; for a training sample this returns
+        its row of ``embedding_``.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+
+        Returns
+        -------
+        array of shape (n_samples, n_components)
+            In `X`'s namespace and device.
+        """
+        X = self._validate_data(X, reset=False)
+        xp, _ = namespace_and_device(X)
+        X = xp.astype(X, self._X_fit.dtype)
+        G = gaussian_from_sq_distances(
+            pairwise_sq_distances(X, self._X_fit), self.sigma_
+        )
+        mass = xp.sum(G, axis=1)
+        lost = int(xp.sum(xp.astype(mass == 0, xp.int32)))
+        if lost:
+            raise ValueError(
+                f"{type(self).__name__}.transform(): {lost} sample(s) of `X` are "
+                f"so far from every training sample that their kernel weights "
+                f"are all 0 at sigma={self.sigma_:.4g}; fit with a larger sigma."
+            )
+        scale = xp.where(
+            self.diffusion_eigenvalues_ != 0,
+            self._powered
+            / xp.where(
+                self.diffusion_eigenvalues_ != 0,
+                self.diffusion_eigenvalues_,
+                xp.ones_like(self.diffusion_eigenvalues_),
+            ),
+            xp.zeros_like(self._powered),
+        )
+        return matmul(G / mass[:, None], self._psi) * scale
+
+    def _check_components(self, n):
+        if self.n_components >= n:
+            raise ValueError(
+                f"{type(self).__name__}: n_components={self.n_components} needs "
+                f"more than {self.n_components} samples, got {n}; lower "
+                "n_components or pass more samples."
+            )
+
+
+class DiffusionSpectralEntropy(_DiffusionMapMixin, InfoscopeEstimator):
+    """Diffusion Spectral Entropy of activations, with diffusion-map coordinates.
+
+    Computes :func:`diffusion_spectral_entropy` in ``fit``; ``transform``
+    returns the diffusion-map coordinates of the fitted operator.
+
+    Parameters
+    ----------
+    sigma, t, base, method, max_samples, random_state, n_probes, \
+n_lanczos_steps, n_deflate, n_landmarks
+        As in :func:`diffusion_spectral_entropy`.
+    n_components : int, default=2
+        Diffusion-map coordinates returned by ``transform`` (the trivial
+        constant coordinate is left out).
+
+    Attributes
+    ----------
+    entropy_ : float
+    eigenvalues_ : array of shape (n_samples,) or None
+        All eigenvalues of the operator, descending (exact method only).
+    sigma_ : float
+        The bandwidth used (resolves "median").
+    sample_indices_ : numpy.ndarray or None
+        Rows of `X` kept by `max_samples`.
+    diffusion_eigenvalues_ : array of shape (n_components,)
+    embedding_ : array of shape (n_fit_samples, n_components)
+        Diffusion-map coordinates of the fitted samples.
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope import DiffusionSpectralEntropy
+    >>> X = np.random.default_rng(0).uniform(size=(300, 16))
+    >>> dse = DiffusionSpectralEntropy(sigma=1.0).fit(X)
+    >>> round(dse.entropy_, 4), dse.transform(X[:5]).shape
+    (5.6571, (5, 2))
+    """
+
+    _parameter_constraints = {
+        **_DIFFUSION_PARAMETERS,
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        *,
+        sigma=10.0,
+        t=1,
+        base=2,
+        method="auto",
+        max_samples=None,
+        random_state=None,
+        n_components=2,
+        n_probes=32,
+        n_lanczos_steps=40,
+        n_deflate=128,
+        n_landmarks=None,
+    ):
+        self.sigma = sigma
+        self.t = t
+        self.base = base
+        self.method = method
+        self.max_samples = max_samples
+        self.random_state = random_state
+        self.n_components = n_components
+        self.n_probes = n_probes
+        self.n_lanczos_steps = n_lanczos_steps
+        self.n_deflate = n_deflate
+        self.n_landmarks = n_landmarks
+
+    def fit(self, X, y=None):
+        """Compute the entropy and the diffusion map of `X`.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        X = self._validate_data(X, reset=True)
+        xp, device = namespace_and_device(X)
+        rng = check_random_state(self.random_state)
+        X, self.sample_indices_ = _subsample(X, self.max_samples, rng, xp, device)
+        self._check_components(X.shape[0])
+        spectrum = _dse(
+            X,
+            xp,
+            device,
+            sigma=self.sigma,
+            t=self.t,
+            base=self.base,
+            method=self.method,
+            rng=rng,
+            params=self.get_params(),
+            n_components=self.n_components,
+            caller=type(self).__name__,
+        )
+        self.entropy_ = spectrum.entropy
+        self.eigenvalues_ = spectrum.eigenvalues
+        self.sigma_ = spectrum.sigma
+        self._store_map(
+            X, xp, spectrum.top_values, spectrum.top_vectors, spectrum.degrees
+        )
+        return self
+
+    def fit_transform(self, X, y=None):
+        """Fit, and return the diffusion-map coordinates of the fitted samples."""
+        return self.fit(X).embedding_
+
+
+class DiffusionSpectralMutualInformation(_DiffusionMapMixin, InfoscopeEstimator):
+    """Diffusion Spectral Mutual Information between activations and labels.
+
+    Computes :func:`diffusion_spectral_mutual_information` in ``fit(Z, y)``;
+    ``transform`` returns diffusion-map coordinates of the fitted `Z`.
+
+    Parameters
+    ----------
+    sigma, t, base, method, max_samples, random_state, n_repetitions, \
+n_clusters, n_probes, n_lanczos_steps, n_deflate, n_landmarks
+        As in :func:`diffusion_spectral_mutual_information`.
+    n_components : int, default=2
+        Diffusion-map coordinates returned by ``transform``.
+
+    Attributes
+    ----------
+    mutual_information_ : float
+    classes_ : numpy.ndarray
+        The classes DSMI used: the labels, the bins (1 to `n_clusters`) of a
+        continuous 1-D target, or the cluster ids of a multi-dimensional one.
+    labels_ : numpy.ndarray of int
+        Each fitted sample's class, as an index into ``classes_``.
+    class_weights_ : numpy.ndarray
+        ``n_c / N``.
+    conditional_entropies_ : numpy.ndarray
+        ``DSE(Z_c)`` per class.
+    subset_entropies_ : numpy.ndarray of shape (n_classes, n_repetitions)
+        DSE of each random subset.
+    sigma_ : float
+    diffusion_eigenvalues_, embedding_, n_features_in_
+        As in :class:`DiffusionSpectralEntropy`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope import DiffusionSpectralMutualInformation
+    >>> rng = np.random.default_rng(0)
+    >>> y = rng.integers(0, 3, size=240)
+    >>> Z = rng.normal(size=(240, 8)) + 4.0 * y[:, None]
+    >>> dsmi = DiffusionSpectralMutualInformation(sigma=2.0, random_state=0)
+    >>> dsmi.fit(Z, y).classes_
+    array([0, 1, 2])
+    """
+
+    _parameter_constraints = {
+        **_DSMI_PARAMETERS,
+        "n_components": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(
+        self,
+        *,
+        sigma=10.0,
+        t=1,
+        base=2,
+        method="auto",
+        max_samples=None,
+        random_state=None,
+        n_repetitions=5,
+        n_clusters=10,
+        n_components=2,
+        n_probes=32,
+        n_lanczos_steps=40,
+        n_deflate=128,
+        n_landmarks=None,
+    ):
+        self.sigma = sigma
+        self.t = t
+        self.base = base
+        self.method = method
+        self.max_samples = max_samples
+        self.random_state = random_state
+        self.n_repetitions = n_repetitions
+        self.n_clusters = n_clusters
+        self.n_components = n_components
+        self.n_probes = n_probes
+        self.n_lanczos_steps = n_lanczos_steps
+        self.n_deflate = n_deflate
+        self.n_landmarks = n_landmarks
+
+    def fit(self, X, y):
+        """Compute DSMI between the activations `X` and the labels `y`.
+
+        Parameters
+        ----------
+        X : array of shape (n_samples, n_features)
+            The activations Z.
+        y : array of shape (n_samples,) or (n_samples, n_targets)
+
+        Returns
+        -------
+        self
+        """
+        self._validate_params()
+        caller = type(self).__name__
+        X = self._validate_data(X, reset=True)
+        xp, device = namespace_and_device(X)
+        rng = check_random_state(self.random_state)
+        params = self.get_params()
+        result, classes, codes, sigma, X = _dsmi(
+            X, y, caller=caller, params=params, rng=rng
+        )
+        self.mutual_information_ = result.mutual_information
+        self.classes_ = classes
+        self.labels_ = codes
+        self.class_weights_ = result.weights
+        self.conditional_entropies_ = result.conditional_entropies
+        self.subset_entropies_ = result.subset_entropies
+        self.sigma_ = sigma
+        self._check_components(X.shape[0])
+        _check_exact_fits(X.shape[0], xp, device, caller)
+        K, degrees = _exact_operator(X, sigma)
+        values, vectors = eigh_top(K, self.n_components + 1)
+        del K
+        self._store_map(X, xp, values, vectors, degrees)
+        return self
+
+    def fit_transform(self, X, y):
+        """Fit, and return the diffusion-map coordinates of the fitted samples."""
+        return self.fit(X, y).embedding_
