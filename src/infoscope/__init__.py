@@ -16,7 +16,7 @@ import importlib
 
 __version__ = "0.1.0.dev0"
 
-_SUBMODULES = ("backends", "estimators")
+_SUBMODULES = ("adapters", "backends", "estimators")
 
 # Public name -> the module (relative to this package) that defines it. Each
 # family adds its functions and estimators here; nothing is imported until a
