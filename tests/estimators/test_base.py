@@ -189,7 +189,8 @@ def test_check_targets():
     with pytest.raises(TypeError, match=r"demo: `y` holds strings or raw bytes"):
         check_targets(["1", "2"], caller="demo", numeric=True)
     with pytest.raises(
-        TypeError, match=r"demo: `y` is None; pass one label per sample"
+        ValueError,
+        match=r"demo requires y to be passed, but the target y is None; pass one label per sample as `y`",
     ):
         check_targets(None, caller="demo")
 

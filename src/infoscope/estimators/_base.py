@@ -201,7 +201,11 @@ def check_targets(
     array(['cat', 'dog'], dtype='<U3')
     """
     if y is None:
-        raise TypeError(f"{caller}: `{name}` is None; pass one label per sample.")
+        # A ValueError with these words is what scikit-learn's checks expect.
+        raise ValueError(
+            f"{caller} requires y to be passed, but the target y is None; pass "
+            f"one label per sample as `{name}`."
+        )
     if _is_sparse(y):
         raise TypeError(
             f"{caller}: `{name}` is sparse, and sparse input is not supported; "

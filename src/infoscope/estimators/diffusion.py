@@ -22,6 +22,7 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
 from ..backends import (
     available_memory,
@@ -83,7 +84,7 @@ _DIFFUSION_PARAMETERS = {
 _DSMI_PARAMETERS = {
     **_DIFFUSION_PARAMETERS,
     "n_repetitions": [Interval(Integral, 1, None, closed="left")],
-    "n_clusters": [Interval(Integral, 2, None, closed="left")],
+    "n_clusters": [Interval(Integral, 1, None, closed="left")],
 }
 # Below this many samples the approximation decomposes its operator exactly.
 _APPROXIMATE_DENSE_BELOW = 600
@@ -632,8 +633,13 @@ def _diffusion_map(X, xp, spectrum_values, spectrum_vectors, degrees, t):
     return values, psi, powered
 
 
-class _DiffusionMapMixin:
+class _DiffusionMapMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
     """``transform``: diffusion-map coordinates, Nystrom-extended to new samples."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
+        return tags
 
     def _store_map(self, X, xp, values, vectors, degrees):
         self.diffusion_eigenvalues_, self._psi, self._powered = _diffusion_map(
@@ -890,6 +896,11 @@ n_clusters, n_probes, n_lanczos_steps, n_deflate, n_landmarks
         self.n_deflate = n_deflate
         self.n_landmarks = n_landmarks
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        return tags
+
     def fit(self, X, y):
         """Compute DSMI between the activations `X` and the labels `y`.
 
@@ -913,11 +924,15 @@ n_clusters, n_probes, n_lanczos_steps, n_deflate, n_landmarks
             X, y, caller=caller, params=params, rng=rng
         )
         self.mutual_information_ = result.mutual_information
-        self.classes_ = classes
-        self.labels_ = codes
-        self.class_weights_ = result.weights
-        self.conditional_entropies_ = result.conditional_entropies
-        self.subset_entropies_ = result.subset_entropies
+        self.classes_ = classes  # stays on the host: labels may be strings
+
+        def on_device(a):
+            return xp.asarray(a, device=device, dtype=float_dtype(xp, device))
+
+        self.labels_ = xp.asarray(codes, device=device)
+        self.class_weights_ = on_device(result.weights)
+        self.conditional_entropies_ = on_device(result.conditional_entropies)
+        self.subset_entropies_ = on_device(result.subset_entropies)
         self.sigma_ = sigma
         self._check_components(X.shape[0])
         _check_exact_fits(X.shape[0], xp, device, caller)

@@ -164,7 +164,7 @@ def shannon_mutual_information(
         {
             **_PARAMETERS,
             "n_repetitions": [Interval(Integral, 1, None, closed="left")],
-            "n_clusters": [Interval(Integral, 2, None, closed="left")],
+            "n_clusters": [Interval(Integral, 1, None, closed="left")],
         },
         {
             "n_bins": n_bins,
