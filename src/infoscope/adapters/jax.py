@@ -375,7 +375,7 @@ def _dense_taps(apply_fn: Any, params: Any, x: Any, caller: str, name: str):
     jax = _jax()
     reps = []
     for b in (2, 3):
-        xb = jax.numpy.concatenate([x[:1]] * b)
+        xb = jax.ShapeDtypeStruct((b, *x.shape[1:]), x.dtype)
         prog = _trace(caller, apply_fn, params, xb, name)
         taps, other, follow = _find_taps(prog.closed, len(prog.leaves))
         reps.append((prog, b, taps, other, follow))
@@ -486,9 +486,11 @@ def activations(
         run = _linen_intermediates(caller, module, params)
     else:
         run = _program_intermediates(caller, apply_fn, params, X)
-    available = list(run(X[:1]))
-    names = check_layers(caller, layers, available)
-    blocks = [run(X[block]) for block in slices]
+    host = np.asarray(X)  # blocks cut on the host: no compile per slice shape
+    blocks = [run(host[block]) for block in slices]
+    names = check_layers(caller, layers, list(blocks[0]))
+    if len(blocks) == 1:
+        return {name: blocks[0][name] for name in names}
     return {
         name: jax.numpy.concatenate([b[name] for b in blocks], axis=0) for name in names
     }
@@ -497,11 +499,15 @@ def activations(
 def _linen_intermediates(caller: str, module: Any, params: Any):
     jax = _jax()
 
+    @jax.jit
+    def capture(params, x):
+        return module.apply(
+            params, x, capture_intermediates=True, mutable=["intermediates"]
+        )[1]
+
     def run(x):
         try:
-            _, state = module.apply(
-                params, x, capture_intermediates=True, mutable=["intermediates"]
-            )
+            state = capture(params, x)
         except Exception as exc:  # the user's model, any error
             raise ValueError(
                 f"{caller}: the Flax module could not be applied to `X` (samples "
@@ -525,9 +531,7 @@ def _linen_intermediates(caller: str, module: Any, params: Any):
 def _program_intermediates(caller: str, apply_fn: Any, params: Any, X: Any):
     """Names and a runner for the per-sample outputs of a traced program."""
     jax = _jax()
-    progs = {
-        b: _trace(caller, apply_fn, params, X[:1].repeat(b, 0), "X") for b in (2, 3)
-    }
+    progs = {b: _trace(caller, apply_fn, params, _abstract(X, b), "X") for b in (2, 3)}
     names: dict[tuple, str] = {}
     counts: dict[str, int] = {}
 
@@ -579,26 +583,38 @@ def _program_intermediates(caller: str, apply_fn: Any, params: Any, X: Any):
         )
     collect(j2, j3, (), {j2.invars[-1]})
 
+    class Hooks:
+        def __init__(self, found):
+            self.follow = follow
+            self.found = found
+
+        def __call__(self, path, eqn, invals, outvals):
+            if path in names:
+                self.found[names[path]] = outvals[0]
+            return None
+
+    compiled: dict = {}
+
     def run(x):
         prog = _trace(caller, apply_fn, params, x, "X")
-        found = {}
+        key = str(prog.closed.jaxpr)
+        if key not in compiled:
 
-        class Hooks:
-            def __init__(self):
-                self.follow = follow
+            def evaluate(leaves, consts, x, jaxpr=prog.closed.jaxpr):
+                found: dict = {}
+                _evaluate(jaxpr, consts, [*leaves, x], Hooks(found))
+                return {name: found[name] for name in names.values() if name in found}
 
-            def __call__(self, path, eqn, invals, outvals):
-                if path in names:
-                    found[names[path]] = outvals[0]
-                return None
-
-        _evaluate(
-            prog.closed.jaxpr, list(prog.closed.consts), [*prog.leaves, x], Hooks()
-        )
+            compiled[key] = jax.jit(evaluate)
+        found = compiled[key](prog.leaves, list(prog.closed.consts), x)
         return {name: found[name] for name in names.values() if name in found}
 
-    del jax
     return run
+
+
+def _abstract(X: Any, b: int) -> Any:
+    """A stand-in for `b` samples of `X` (tracing needs only shapes)."""
+    return _jax().ShapeDtypeStruct((b, *X.shape[1:]), X.dtype)
 
 
 def _is_literal(v: Any) -> bool:
@@ -659,21 +675,26 @@ def dense_layers(apply_fn: Any, params: Any, X: Any) -> list[tuple[str, Any, Any
             f"input by dot_general, as in Flax Dense or x @ W) in apply_fn."
         )
     prog = _trace(caller, apply_fn, params, X, "X")
-    recorded: dict[int, list] = {}
     by_path = {t.path: t for t in taps}
 
     class Hooks:
-        def __init__(self):
+        def __init__(self, seen):
             self.follow = follow
+            self.seen = seen
 
         def __call__(self, path, eqn, invals, outvals):
             tap = by_path.get(path)
             if tap is not None:
                 x = jnp.moveaxis(invals[tap.x_pos], tap.x_axis, -1)
-                recorded.setdefault(tap.leaf, []).append(x.reshape(-1, x.shape[-1]))
+                self.seen.setdefault(tap.leaf, []).append(x.reshape(-1, x.shape[-1]))
             return None
 
-    _evaluate(prog.closed.jaxpr, list(prog.closed.consts), [*prog.leaves, X], Hooks())
+    def evaluate(leaves, consts, x):
+        seen: dict[int, list] = {}
+        _evaluate(prog.closed.jaxpr, consts, [*leaves, x], Hooks(seen))
+        return seen
+
+    recorded = jax.jit(evaluate)(prog.leaves, list(prog.closed.consts), X)
     result = []
     for tap in taps:
         if tap.leaf not in recorded:
@@ -786,7 +807,8 @@ class _JaxNtk:
         self.X = (X1, X2)
         self.mode = mode
         self.batch_size = batch_size
-        self.prog = _trace(caller, apply_fn, params, X1[:1], "X1")
+        one = jax.ShapeDtypeStruct((1, *X1.shape[1:]), X1.dtype)
+        self.prog = _trace(caller, apply_fn, params, one, "X1")
         self.leaves = self.prog.leaves
         out = self.prog.closed.jaxpr.outvars[0].aval
         self.k = 1 if mode == "sum" else int(np.prod(out.shape[1:], dtype=int))
@@ -807,21 +829,23 @@ class _JaxNtk:
 
     def _warn_if_mixing(self, params):
         X1, X2 = self.X
-        rows = (
-            X1[:3]
-            if X2 is None or X1.shape[0] >= 3
-            else self.jnp.concatenate([X1, X2])[:3]
-        )
+        rows = np.asarray(X1[:3] if X1.shape[0] >= 3 or X2 is None else X1)
+        if rows.shape[0] < 3 and X2 is not None:
+            rows = np.concatenate([rows, np.asarray(X2)])[:3]
         m = rows.shape[0]
         if m < 2:
             return
-        batch = self._outputs(self.apply_fn(params, rows))
-        singles = self.jnp.concatenate(
-            [self._outputs(self.apply_fn(params, rows[i : i + 1])) for i in range(m)]
+        apply = self.jax.jit(self.apply_fn)  # one compile, not one per operation
+        batch = np.asarray(self._outputs(apply(params, rows)))
+        singles = np.concatenate(
+            [
+                np.asarray(self._outputs(apply(params, rows[i : i + 1])))
+                for i in range(m)
+            ]
         )
-        scale = float(self.jnp.max(self.jnp.abs(batch))) + 1.0
-        tol = 1000 * float(self.jnp.finfo(batch.dtype).eps) * scale
-        if float(self.jnp.max(self.jnp.abs(batch - singles))) > tol:
+        scale = float(np.abs(batch).max()) + 1.0
+        tol = 1000 * float(np.finfo(batch.dtype).eps) * scale
+        if float(np.abs(batch - singles).max()) > tol:
             warnings.warn(
                 f"{self.caller}: the model's outputs mix samples (a batch's "
                 f"outputs differ from those of its samples taken one at a time, "
@@ -897,7 +921,7 @@ class _JaxNtk:
             tuple((t.kind, tuple(t.info["taps"])) for t in structured),
             generic,
             tuple(sorted(self.follow)),
-            self.mode,
+            self.mode == "sum",
         )
         fn = _COMPILED.get(key)
         if fn is None:
@@ -909,29 +933,28 @@ class _JaxNtk:
                 _COMPILED.pop(next(iter(_COMPILED)))
         return fn
 
-    def features(self, side: int, block: slice, group: list[Term]) -> list:
+    def features(self, side: int, block: slice, group: list[Term]) -> tuple:
         key = tuple(t.name for t in group)
         fn = self._fns.get(key)
         if fn is None:
             fn = self._fns[key] = self._feature_fn(key)
-        x = self.X[side][block]
+        # Blocks are cut on the host and padded to one shape: slicing device
+        # arrays would compile an operation per block shape. Padded rows stay
+        # in the features (one compiled contraction for every pair) and are
+        # cut from the contracted blocks.
+        x = self.host[side][block]
         b = x.shape[0]
-        if b < self.block:  # pad to one compiled shape; padded rows are dropped
-            pad = self.jnp.zeros((self.block - b, *x.shape[1:]), x.dtype)
-            x = self.jnp.concatenate([x, pad])
-        feats = fn(self.leaves, list(self.prog.closed.consts), x)
         if b < self.block:
-            feats = [
-                tuple(a[:b] for a in f) if isinstance(f, tuple) else f[:b]
-                for f in feats
-            ]
-        return feats
+            x = np.concatenate([x, np.zeros((self.block - b, *x.shape[1:]), x.dtype)])
+        x = self.jax.device_put(x, self.device)
+        return fn(self.leaves, list(self.prog.closed.consts), x), b
 
-    def contract(self, fi: list, fj: list, group: list[Term]) -> Any:
-        return self._contract(fi, fj)
+    def contract(self, fi: tuple, fj: tuple, group: list[Term]) -> Any:
+        (feats_i, bi), (feats_j, bj) = fi, fj
+        block = np.asarray(self._contract(feats_i, feats_j))
+        return block[: bi * self.kk, : bj * self.kk]
 
     def compute(self) -> Any:
-        jnp = self.jnp
         X1, X2 = self.X
         n1 = X1.shape[0]
         n2 = n1 if X2 is None else X2.shape[0]
@@ -942,34 +965,31 @@ class _JaxNtk:
             cap = int((2**26 / (4 * self.itemsize)) ** 0.5) // self.kk
             b = max(1, min(b, max(cap, 16)))
         self.block = min(b, max(n1, n2))
+        self.host = (np.asarray(X1), None if X2 is None else np.asarray(X2))
+        self.device = _leaf_place(self.leaves)[0]
         rows = block_slices(n1, b)
         cols = None if X2 is None else block_slices(n2, b)
         groups = group_terms(self.terms, n1 + (0 if X2 is None else n2), MEMORY_BUDGET)
         self._fns: dict = {}
-        full = self.mode == "full"
-        k = self.k
-        self._contract = _contract_fn(k, full)
-        n_cols = len(rows) if cols is None else len(cols)
-        blocks: dict[tuple[int, int], Any] = {}
+        self._contract = _contract_fn(self.k, self.mode == "full")
+        kk = self.kk
+        # Assembled on the host, then put on the device once: no compiled
+        # operation per block shape.
+        out = np.zeros((n1 * kk, n2 * kk), dtype=np.dtype(self.dtype))
+        col_slices = rows if cols is None else cols
 
         def store(i, j, block):
-            blocks[i, j] = block if (i, j) not in blocks else blocks[i, j] + block
+            r = slice(rows[i].start * kk, rows[i].stop * kk)
+            c = slice(col_slices[j].start * kk, col_slices[j].stop * kk)
+            out[r, c] += block
+            if cols is None and i != j:
+                out[c, r] += block.T
 
         run_blocked(self.features, self.contract, store, groups, rows, cols)
-        grid = []
-        for i in range(len(rows)):
-            row = []
-            for j in range(n_cols):
-                if cols is None and j < i:
-                    row.append(blocks[j, i].T)
-                else:
-                    row.append(blocks[i, j])
-            grid.append(jnp.concatenate(row, axis=1) if len(row) > 1 else row[0])
-        blocks.clear()
-        out = jnp.concatenate(grid, axis=0) if len(grid) > 1 else grid[0]
+        self.host = (None, None)
         if self.mode == "mean":
-            out = out / k
-        return out.astype(self.dtype)
+            out /= self.k
+        return self.jax.device_put(out, self.device)
 
 
 # Jitted feature functions by (program, plan); a few are kept (see _feature_fn).
