@@ -29,6 +29,9 @@ _EXPORTS: dict[str, str] = {
     "DiffusionSpectralMutualInformation": ".estimators.diffusion",
     "shannon_entropy": ".estimators.shannon",
     "shannon_mutual_information": ".estimators.shannon",
+    "node_snr": ".estimators.snr",
+    "node_snr_table": ".estimators.snr",
+    "NodeSNR": ".estimators.snr",
 }
 
 __all__ = ["__version__", *_SUBMODULES, *_EXPORTS]
