@@ -468,6 +468,59 @@ def test_table_has_one_row_per_layer(backend):
     assert as_dict[1].optimality_mean == rows[1].optimality_mean
 
 
+def test_table_takes_the_torch_adapters_triples():
+    torch = pytest.importorskip("torch")
+    from infoscope.adapters.torch import dense_layers
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(6, 8, dtype=torch.float64),
+        torch.nn.ReLU(),
+        torch.nn.Linear(8, 3, dtype=torch.float64),
+    )
+    with torch.no_grad():
+        model[2].weight[1] = 0.0  # a dead node in the last layer
+    X = torch.rand(50, 6, dtype=torch.float64)
+    layers = dense_layers(model, X)
+    rows = node_snr_table(layers)
+    assert [row.layer for row in rows] == ["0", "2"]
+    assert [row.n_nodes for row in rows] == [8, 3]
+    assert rows[1].n_nan_nodes == 1
+    hidden = np.maximum(
+        X.numpy() @ model[0].weight.detach().numpy().T + model[0].bias.detach().numpy(),
+        0,
+    )
+    S_ref, F_ref, _, k_ref = reference_node_snr(
+        hidden, model[2].weight.detach().numpy().T
+    )
+    assert rows[1].optimality_mean == pytest.approx(np.nanmean(S_ref), rel=F64)
+    assert rows[1].signal_factor_mean == pytest.approx(np.nanmean(F_ref), rel=F64)
+    assert rows[1].sign_disagreements == k_ref
+
+
+def test_table_takes_the_jax_adapters_triples():
+    pytest.importorskip("jax")
+    import jax.numpy as jnp
+
+    from infoscope.adapters.jax import dense_layers
+
+    rng = np.random.default_rng(1)
+    params = {
+        "w1": jnp.asarray(rng.standard_normal((5, 7)), dtype=jnp.float32),
+        "w2": jnp.asarray(rng.standard_normal((7, 2)), dtype=jnp.float32),
+    }
+
+    def apply_fn(params, x):
+        return jnp.maximum(x @ params["w1"], 0) @ params["w2"]
+
+    X = jnp.asarray(rng.random((40, 5)), dtype=jnp.float32)
+    rows = node_snr_table(dense_layers(apply_fn, params, X))
+    assert [row.layer for row in rows] == ["w1", "w2"]
+    hidden = np.maximum(np.asarray(X) @ np.asarray(params["w1"]), 0)
+    S_ref, *_ = reference_node_snr(hidden, np.asarray(params["w2"]))
+    assert rows[1].optimality_mean == pytest.approx(np.nanmean(S_ref), rel=1e-4)
+
+
 def test_table_names_the_layer_in_errors():
     X, W = relu_layer(seed=21)
     with pytest.raises(
