@@ -175,8 +175,9 @@ def activations(
     -------
     dict of str to torch.Tensor
         Layer name to its output (the first element of a tuple output),
-        detached, on the model's device, in forward order. A module called
-        more than once per forward pass gives ``name``, ``name:1``, ...
+        detached, on the model's device, in the order of `layers` (of
+        ``model.named_modules()`` by default). A module called more than
+        once per forward pass gives ``name``, ``name:1``, ...
 
     Raises
     ------
@@ -240,8 +241,7 @@ def activations(
                     outs = []
                 blocks[name].append([o.detach() for o in outs])
     result: dict[str, Any] = {}
-    order = sorted(names, key=_call_order(names, blocks))
-    for name in order:
+    for name in names:
         per_block = blocks[name]
         calls = min(len(b) for b in per_block)
         if calls == 0 and explicit:
@@ -252,13 +252,6 @@ def activations(
             key = name if c == 0 else f"{name}:{c}"
             result[key] = torch.cat([b[c] for b in per_block], dim=0)
     return result
-
-
-def _call_order(names: list[str], blocks: dict[str, list[list[Any]]]):
-    # Modules are listed in registration order; keep it (forward order is the
-    # same for sequential models and unknowable in general).
-    rank = {name: i for i, name in enumerate(names)}
-    return rank.__getitem__
 
 
 def dense_layers(model: Any, X: Any) -> list[tuple[str, Any, Any]]:
