@@ -23,6 +23,7 @@ __all__ = [
     "check_batch_size",
     "check_layers",
     "check_output_mode",
+    "check_same_sample_shape",
     "choose_batch_size",
     "group_terms",
     "pair_schedule",
@@ -79,6 +80,22 @@ def check_batch_size(caller: str, batch_size: Any) -> int | None:
             f"block) or None; got {batch_size}."
         )
     return int(batch_size)
+
+
+def check_same_sample_shape(caller: str, X1: Any, X2: Any) -> None:
+    """Raise unless the samples of `X2` have the shape of those of `X1`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> check_same_sample_shape("f", np.ones((3, 2)), np.ones((5, 2)))
+    """
+    if tuple(X2.shape[1:]) != tuple(X1.shape[1:]):
+        raise ValueError(
+            f"{caller}: `X2` has samples of shape {tuple(X2.shape[1:])} but "
+            f"`X1` has samples of shape {tuple(X1.shape[1:])}; pass inputs of "
+            f"the same model (or X2=None for the NTK of X1 with itself)."
+        )
 
 
 def check_layers(caller: str, layers: Any, available: Sequence[str]) -> list[str]:

@@ -38,6 +38,7 @@ from ._common import (
     check_batch_size,
     check_layers,
     check_output_mode,
+    check_same_sample_shape,
     choose_batch_size,
     group_terms,
     run_blocked,
@@ -786,12 +787,7 @@ def empirical_ntk(
     X1 = _as_input(caller, "X1", params, X1)
     if X2 is not None:
         X2 = _as_input(caller, "X2", params, X2)
-        if tuple(X2.shape[1:]) != tuple(X1.shape[1:]):
-            raise ValueError(
-                f"{caller}: `X2` has samples of shape {tuple(X2.shape[1:])} but "
-                f"`X1` has samples of shape {tuple(X1.shape[1:])}; pass inputs of "
-                f"the same model (or X2=None for the NTK of X1 with itself)."
-            )
+        check_same_sample_shape(caller, X1, X2)
     return _JaxNtk(caller, apply_fn, params, X1, X2, mode, batch_size).compute()
 
 

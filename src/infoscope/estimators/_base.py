@@ -38,6 +38,7 @@ __all__ = [
     "check_array",
     "check_consistent_length",
     "check_targets",
+    "subsample_rows",
 ]
 
 
@@ -335,3 +336,24 @@ class InfoscopeEstimator(BaseEstimator):
                 f"of the layer it was fitted on."
             )
         return X
+
+
+def subsample_rows(X: Any, max_samples: int | None, rng: Any) -> tuple[Any, Any]:
+    """`X` reduced to `max_samples` random rows, kept in their order.
+
+    Returns `X` itself and None when it has no more rows than that; otherwise
+    the subset and the NumPy indices of the rows kept, drawn from the NumPy
+    Generator `rng` so that every backend keeps the same rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.estimators._base import subsample_rows
+    >>> subsample_rows(np.arange(10.0)[:, None], 3, np.random.default_rng(0))[1]
+    array([5, 6, 9])
+    """
+    if max_samples is None or X.shape[0] <= max_samples:
+        return X, None
+    xp, device = namespace_and_device(X)
+    rows = np.sort(rng.choice(X.shape[0], size=max_samples, replace=False))
+    return xp.take(X, xp.asarray(rows, device=device), axis=0), rows

@@ -11,17 +11,32 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from numbers import Integral
 from typing import Any
 
 import numpy as np
 
 from ..backends import to_numpy
+from ._base import (
+    Interval,
+    check_consistent_length,
+    check_targets,
+    subsample_rows,
+)
 
 __all__ = [
+    "SUBSET_MI_PARAMETERS",
     "SubsetMutualInformation",
     "discretize_labels",
+    "paired_classes",
     "subset_mutual_information",
 ]
+
+#: Parameter constraints of the recipe, shared by DSMI and the Shannon MI.
+SUBSET_MI_PARAMETERS = {
+    "n_repetitions": [Interval(Integral, 1, None, closed="left")],
+    "n_clusters": [Interval(Integral, 1, None, closed="left")],
+}
 
 
 def discretize_labels(
@@ -79,6 +94,25 @@ def discretize_labels(
         )
     classes, codes = np.unique(labels, return_inverse=True)
     return classes, codes.reshape(-1)
+
+
+def paired_classes(
+    Z: Any, Y: Any, *, caller: str, max_samples: int | None, n_clusters: int, rng
+) -> tuple[Any, np.ndarray, np.ndarray]:
+    """`Z` (already checked) and `Y` paired: subsampled together, `Y` as classes.
+
+    Returns the rows of `Z` kept, the classes and each kept sample's class
+    index (:func:`discretize_labels`).
+    """
+    y = check_targets(Y, caller=caller, name="Y")
+    check_consistent_length(caller=caller, Z=Z, Y=y)
+    Z, rows = subsample_rows(Z, max_samples, rng)
+    if rows is not None:
+        y = to_numpy(y)[rows]
+    classes, codes = discretize_labels(
+        y, n_clusters=n_clusters, random_state=rng, caller=caller
+    )
+    return Z, classes, codes
 
 
 @dataclass

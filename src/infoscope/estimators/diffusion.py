@@ -40,6 +40,7 @@ from ..backends import (
 from ..backends._trace import spectral_sums
 from ..kernels import (
     gaussian_from_sq_distances,
+    gaussian_kernel,
     knn_adjacency,
     median_distance,
     symmetric_normalization,
@@ -49,11 +50,14 @@ from ._base import (
     Interval,
     StrOptions,
     check_array,
-    check_consistent_length,
-    check_targets,
+    subsample_rows,
     validate_parameter_constraints,
 )
-from ._subset_mi import discretize_labels, subset_mutual_information
+from ._subset_mi import (
+    SUBSET_MI_PARAMETERS,
+    paired_classes,
+    subset_mutual_information,
+)
 
 __all__ = [
     "DiffusionSpectralEntropy",
@@ -81,17 +85,9 @@ _DIFFUSION_PARAMETERS = {
     "n_deflate": [Interval(Integral, 1, None, closed="left")],
     "n_landmarks": [Interval(Integral, 2, None, closed="left"), None],
 }
-_DSMI_PARAMETERS = {
-    **_DIFFUSION_PARAMETERS,
-    "n_repetitions": [Interval(Integral, 1, None, closed="left")],
-    "n_clusters": [Interval(Integral, 1, None, closed="left")],
-}
+_DSMI_PARAMETERS = {**_DIFFUSION_PARAMETERS, **SUBSET_MI_PARAMETERS}
 # Below this many samples the approximation decomposes its operator exactly.
 _APPROXIMATE_DENSE_BELOW = 600
-
-
-def _validate(params: dict, constraints: dict, caller: str) -> None:
-    validate_parameter_constraints(constraints, params, caller_name=caller)
 
 
 def _entropy(magnitudes: Any, *, t: float, base: float, xp: Any) -> float:
@@ -108,14 +104,6 @@ def _entropy(magnitudes: Any, *, t: float, base: float, xp: Any) -> float:
 def _xlogx(w: np.ndarray) -> np.ndarray:
     w = np.abs(w)
     return np.where(w > 0, w * np.log(np.where(w > 0, w, 1.0)), 0.0)
-
-
-def _subsample(X: Any, max_samples: int | None, rng, xp, device) -> tuple[Any, Any]:
-    """`X` reduced to `max_samples` random rows (sorted), and the rows kept."""
-    if max_samples is None or X.shape[0] <= max_samples:
-        return X, None
-    rows = np.sort(rng.choice(X.shape[0], size=max_samples, replace=False))
-    return xp.take(X, xp.asarray(rows, device=device), axis=0), rows
 
 
 def _resolve_sigma(sigma, X, rng) -> float:
@@ -159,10 +147,7 @@ class _Spectrum:
 
 
 def _exact_operator(X: Any, sigma: float) -> tuple[Any, Any]:
-    K, degrees = symmetric_normalization(
-        gaussian_from_sq_distances(pairwise_sq_distances(X), sigma)
-    )
-    return K, degrees
+    return symmetric_normalization(gaussian_kernel(X, sigma=sigma))
 
 
 def _dse_exact(X, xp, device, *, sigma, t, base, n_components, caller) -> _Spectrum:
@@ -190,7 +175,7 @@ def _nystrom_operator(X, xp, device, sigma, n_landmarks, rng, dtype):
     m = min(n_landmarks, n)
     rows = np.sort(rng.choice(n, size=m, replace=False))
     landmarks = xp.take(X, xp.asarray(rows, device=device), axis=0)
-    C = gaussian_from_sq_distances(pairwise_sq_distances(X, landmarks), sigma)
+    C = gaussian_kernel(X, landmarks, sigma=sigma)
     W = xp.take(C, xp.asarray(rows, device=device), axis=0)
     w, U = np.linalg.eigh(np.asarray(to_numpy(W), dtype=np.float64))
     keep = w > w[-1] * 1e-6
@@ -305,7 +290,7 @@ def _prepare(X, *, caller, max_samples, random_state, min_samples=2):
     X = check_array(X, caller=caller, min_samples=min_samples)
     xp, device = namespace_and_device(X)
     rng = check_random_state(random_state)
-    X, _ = _subsample(X, max_samples, rng, xp, device)
+    X, _ = subsample_rows(X, max_samples, rng)
     return X, xp, device, rng
 
 
@@ -401,7 +386,7 @@ def diffusion_spectral_entropy(
         "n_deflate": n_deflate,
         "n_landmarks": n_landmarks,
     }
-    _validate(params, _DIFFUSION_PARAMETERS, caller)
+    validate_parameter_constraints(_DIFFUSION_PARAMETERS, params, caller_name=caller)
     X, xp, device, rng = _prepare(
         X, caller=caller, max_samples=max_samples, random_state=random_state
     )
@@ -463,7 +448,12 @@ def adjacency_spectral_entropy(
     True
     """
     caller = "adjacency_spectral_entropy"
-    _validate(
+    validate_parameter_constraints(
+        {
+            **_SPECTRUM_PARAMETERS,
+            "variant": [StrOptions({"gaussian", "anisotropic", "knn"})],
+            "n_neighbors": [Interval(Integral, 1, None, closed="left")],
+        },
         {
             "sigma": sigma,
             "base": base,
@@ -472,12 +462,7 @@ def adjacency_spectral_entropy(
             "variant": variant,
             "n_neighbors": n_neighbors,
         },
-        {
-            **_SPECTRUM_PARAMETERS,
-            "variant": [StrOptions({"gaussian", "anisotropic", "knn"})],
-            "n_neighbors": [Interval(Integral, 1, None, closed="left")],
-        },
-        caller,
+        caller_name=caller,
     )
     X, xp, device, rng = _prepare(
         X, caller=caller, max_samples=max_samples, random_state=random_state
@@ -501,16 +486,15 @@ def adjacency_spectral_entropy(
 
 def _dsmi(Z, y, *, caller, params, rng=None):
     Z = check_array(Z, caller=caller, name="Z", min_samples=2)
-    y = check_targets(y, caller=caller, name="Y")
-    check_consistent_length(caller=caller, Z=Z, Y=y)
     xp, device = namespace_and_device(Z, names=("Z",))
     rng = check_random_state(params["random_state"]) if rng is None else rng
-    _, rows = _subsample(Z, params["max_samples"], rng, xp, device)
-    if rows is not None:
-        Z = xp.take(Z, xp.asarray(rows, device=device), axis=0)
-        y = to_numpy(y)[rows]
-    classes, codes = discretize_labels(
-        y, n_clusters=params["n_clusters"], random_state=rng, caller=caller
+    Z, classes, codes = paired_classes(
+        Z,
+        y,
+        caller=caller,
+        max_samples=params["max_samples"],
+        n_clusters=params["n_clusters"],
+        rng=rng,
     )
     sigma = _resolve_sigma(params["sigma"], Z, rng)
 
@@ -611,11 +595,11 @@ n_lanczos_steps, n_deflate, n_landmarks
         "n_deflate": n_deflate,
         "n_landmarks": n_landmarks,
     }
-    _validate(params, _DSMI_PARAMETERS, caller)
+    validate_parameter_constraints(_DSMI_PARAMETERS, params, caller_name=caller)
     return _dsmi(Z, Y, caller=caller, params=params)[0].mutual_information
 
 
-def _diffusion_map(X, xp, spectrum_values, spectrum_vectors, degrees, t):
+def _diffusion_map(xp, spectrum_values, spectrum_vectors, degrees, t):
     """Right eigenvectors of P (first one constant 1) and their scaled powers.
 
     ``psi_k = u_k / sqrt(d) * sqrt(sum d)`` from the eigenvectors u_k of K; the
@@ -638,7 +622,7 @@ class _DiffusionMapMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
 
     def _store_map(self, X, xp, values, vectors, degrees):
         self.diffusion_eigenvalues_, self._psi, self._powered = _diffusion_map(
-            X, xp, values, vectors, degrees, self.t
+            xp, values, vectors, degrees, self.t
         )
         self._X_fit = X
         self.embedding_ = self._psi * self._powered
@@ -664,9 +648,7 @@ class _DiffusionMapMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
         X = self._validate_data(X, reset=False)
         xp, _ = namespace_and_device(X)
         X = xp.astype(X, self._X_fit.dtype)
-        G = gaussian_from_sq_distances(
-            pairwise_sq_distances(X, self._X_fit), self.sigma_
-        )
+        G = gaussian_kernel(X, self._X_fit, sigma=self.sigma_)
         mass = xp.sum(G, axis=1)
         lost = int(xp.sum(xp.astype(mass == 0, xp.int32)))
         if lost:
@@ -783,7 +765,7 @@ n_lanczos_steps, n_deflate, n_landmarks
         X = self._validate_data(X, reset=True)
         xp, device = namespace_and_device(X)
         rng = check_random_state(self.random_state)
-        X, self.sample_indices_ = _subsample(X, self.max_samples, rng, xp, device)
+        X, self.sample_indices_ = subsample_rows(X, self.max_samples, rng)
         self._check_components(X.shape[0])
         spectrum = _dse(
             X,

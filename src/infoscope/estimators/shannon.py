@@ -18,11 +18,14 @@ from ..backends import check_random_state, to_numpy
 from ._base import (
     Interval,
     check_array,
-    check_consistent_length,
-    check_targets,
+    subsample_rows,
     validate_parameter_constraints,
 )
-from ._subset_mi import discretize_labels, subset_mutual_information
+from ._subset_mi import (
+    SUBSET_MI_PARAMETERS,
+    paired_classes,
+    subset_mutual_information,
+)
 
 __all__ = ["shannon_entropy", "shannon_mutual_information"]
 
@@ -49,15 +52,9 @@ def _cell_entropy(cells: np.ndarray, base: float) -> float:
     return float(-np.sum(p * np.log(p)) / math.log(base))
 
 
-def _prepare(X, caller, max_samples, random_state, name="X"):
-    X = check_array(X, caller=caller, name=name)
-    rng = check_random_state(random_state)
-    X = to_numpy(X)
-    rows = None
-    if max_samples is not None and X.shape[0] > max_samples:
-        rows = np.sort(rng.choice(X.shape[0], size=max_samples, replace=False))
-        X = X[rows]
-    return X, rng, rows
+def _prepare(X, caller, max_samples, rng):
+    X = check_array(X, caller=caller)
+    return to_numpy(subsample_rows(X, max_samples, rng)[0])
 
 
 def shannon_entropy(
@@ -107,7 +104,7 @@ def shannon_entropy(
         },
         caller_name=caller,
     )
-    X, _, _ = _prepare(X, caller, max_samples, random_state)
+    X = _prepare(X, caller, max_samples, check_random_state(random_state))
     return _cell_entropy(_cells(X, n_bins), base)
 
 
@@ -161,11 +158,7 @@ def shannon_mutual_information(
     """
     caller = "shannon_mutual_information"
     validate_parameter_constraints(
-        {
-            **_PARAMETERS,
-            "n_repetitions": [Interval(Integral, 1, None, closed="left")],
-            "n_clusters": [Interval(Integral, 1, None, closed="left")],
-        },
+        {**_PARAMETERS, **SUBSET_MI_PARAMETERS},
         {
             "n_bins": n_bins,
             "base": base,
@@ -176,14 +169,16 @@ def shannon_mutual_information(
         },
         caller_name=caller,
     )
-    y = check_targets(Y, caller=caller, name="Y")
-    check_consistent_length(caller=caller, Z=Z, Y=y)
-    Z, rng, rows = _prepare(Z, caller, max_samples, random_state, name="Z")
-    if rows is not None:
-        y = to_numpy(y)[rows]
-    classes, codes = discretize_labels(
-        y, n_clusters=n_clusters, random_state=rng, caller=caller
+    rng = check_random_state(random_state)
+    Z, classes, codes = paired_classes(
+        check_array(Z, caller=caller, name="Z"),
+        Y,
+        caller=caller,
+        max_samples=max_samples,
+        n_clusters=n_clusters,
+        rng=rng,
     )
+    Z = to_numpy(Z)
     result = subset_mutual_information(
         _cells(Z, n_bins),
         codes,
