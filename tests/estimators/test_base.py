@@ -117,6 +117,14 @@ def test_check_array_rejects_nan_on_every_backend(backend):
         check_array(backend.asarray(X), caller="demo")
 
 
+def test_check_array_accepts_finite_values_whose_sum_overflows(backend):
+    # The finiteness check sums first; a sum that overflows is not a NaN.
+    big = np.finfo(np.float32).max
+    X = np.full((4, 3), big / 2)
+    checked = check_array(backend.asarray(X, dtype="float32"), caller="demo")
+    assert checked.shape == (4, 3)
+
+
 def test_check_array_rejects_complex_on_every_backend(backend):
     x = backend.xp.ones((3, 2), dtype=backend.xp.complex64, device=backend.device)
     with pytest.raises(ValueError, match=r"demo: Complex data not supported in `X`"):
