@@ -1,0 +1,889 @@
+"""Entropy and class mutual information of an empirical NTK (ZnNL / papyrus).
+
+For a symmetric positive semi-definite kernel matrix ``Theta`` (an empirical
+neural tangent kernel, from :func:`infoscope.adapters.torch.empirical_ntk` or
+:func:`infoscope.adapters.jax.empirical_ntk`, or any Gram matrix):
+
+- ``lambda`` are the eigenvalues of ``Theta``; negative ones (rounding noise of
+  a singular NTK, or a matrix that is not PSD) are clipped to 0 and counted;
+- ``p = lambda / sum(lambda)`` (the spectrum of the trace-normalised matrix);
+- the von Neumann entropy ``S = -sum p log p`` (``0 log 0 = 0``), in `base`
+  (2 by default: bits);
+- the effective entropy ``S / log(m)``, ``m`` the number of eigenvalues (the
+  logarithm in the same base, so it does not depend on the base), in [0, 1];
+- optional cosine normalisation ``Theta_ij / sqrt(Theta_ii Theta_jj)`` before
+  all of this (every sample's gradient scaled to unit norm);
+- between the classes A and B of labelled samples,
+  ``I(A; B) = S(Theta_AA) + S(Theta_BB) - S(Theta_(A u B))``, each block
+  normalised by its own trace, and ``2 I / (S_A + S_B)``.
+
+One implementation (:func:`_spectrum` for one matrix, :func:`_entropy_nats`
+for the eigenvalues of a stack of them) serves the entropy, the mutual
+information and :mod:`infoscope.selection`. The eigenvalues are computed in
+float64 wherever the device has it (:func:`infoscope.backends.eigvalsh`).
+
+Differences from ZnNL's ``EntropyAnalysis``: ZnNL raises every eigenvalue
+below ``1e-14`` to ``1e-14`` before normalising, where this module clips
+negative ones to 0. Each such eigenvalue adds ``q log(1 / q)`` with
+``q = 1e-14 / sum(lambda)`` to ZnNL's entropy (in nats), so the two agree to
+about ``1e-12`` for a kernel whose trace is 1 or more; for a kernel of tiny
+scale ZnNL's floor dominates and its entropy depends on the scale, which this
+module's does not. ZnNL's cosine normalisation maps rows with a zero diagonal
+to 0, as this one does.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable
+from numbers import Integral, Real
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..backends import (
+    eigvalsh,
+    float_dtype,
+    is_array,
+    namespace_and_device,
+    to_numpy,
+)
+from ._base import (
+    InfoscopeEstimator,
+    Interval,
+    StrOptions,
+    _check_finite,
+    _is_sparse,
+    _samples,
+    _to_numeric_numpy,
+    check_array,
+    check_consistent_length,
+    check_targets,
+    validate_parameter_constraints,
+)
+
+__all__ = [
+    "NTKEntropy",
+    "NTKMutualInformation",
+    "NTKMutualInformationResult",
+    "ntk_entropy",
+    "ntk_mutual_information",
+]
+
+#: Parameters shared by every entropy of the family.
+ENTROPY_PARAMETERS = {
+    "normalize": ["boolean"],
+    "base": [Interval(Real, 1, None, closed="neither")],
+}
+#: ``kernel`` of the estimators: a callable mapping X to its NTK, or "precomputed".
+KERNEL_PARAMETER = {"kernel": [callable, StrOptions({"precomputed"})]}
+
+# The symmetry tolerance, relative to max |K|: the square root of the dtype's
+# epsilon, far above the rounding of any route to an NTK (a blocked sum of
+# per-parameter contractions) and far below a matrix that is not symmetric.
+_SYMMETRY_RTOL = {4: 2.0**-11.5, 8: 2.0**-26}  # itemsize -> sqrt(eps)
+
+# Stacks of principal blocks are decomposed in chunks of at most this many
+# bytes (the blocks plus their flat indices).
+_STACK_BYTES = 64 * 2**20
+
+
+# --------------------------------------------------------------------------- #
+# Validation
+# --------------------------------------------------------------------------- #
+
+
+def _itemsize(dtype: Any) -> int:
+    return 8 if "64" in str(dtype) else 4
+
+
+def _check_kernel_matrix(
+    K: Any, *, caller: str, name: str = "K", min_samples: int = 1
+) -> Any:
+    """`K` validated: a finite, square, symmetric float matrix of its own library.
+
+    Only the lower triangle is read by the eigensolver; the symmetry check
+    refuses matrices whose two triangles differ by more than rounding.
+    """
+    if K is None or _is_sparse(K):
+        check_array(K, caller=caller, name=name)  # raises its TypeError
+    shape = tuple(K.shape) if is_array(K) else np.shape(K)
+    if len(shape) != 2 or shape[0] != shape[1]:
+        raise ValueError(
+            f"{caller}: `{name}` must be a square kernel matrix (n, n), got shape "
+            f"{shape}. Pass the NTK of the samples with themselves, e.g. "
+            f"empirical_ntk(model, X) without X2 (any output_mode: a 'full' "
+            f"NTK of shape (n k, n k) is square too)."
+        )
+    K = check_array(K, caller=caller, name=name, min_samples=min_samples, flatten=False)
+    xp, _ = namespace_and_device(K)
+    _check_symmetric(K, xp, caller, name)
+    return K
+
+
+def _check_symmetric(K: Any, xp: Any, caller: str, name: str) -> None:
+    scale = float(xp.max(xp.abs(K)))
+    if scale == 0.0:
+        return
+    asymmetry = float(xp.max(xp.abs(K - K.T)))
+    tolerance = _SYMMETRY_RTOL[_itemsize(K.dtype)]
+    if asymmetry > tolerance * scale:
+        raise ValueError(
+            f"{caller}: `{name}` is not symmetric: max |K - K.T| = {asymmetry:.3g} "
+            f"is {asymmetry / scale:.3g} of max |K| (tolerance {tolerance:.2g}). "
+            f"An NTK of a set of samples with itself is symmetric: pass "
+            f"empirical_ntk(model, X) without X2, or, if the difference is "
+            f"rounding, (K + K.T) / 2."
+        )
+
+
+def _check_kernel_input(X: Any, *, caller: str, min_samples: int = 1) -> Any:
+    """`X` for a kernel callable: checked, but passed on in its own shape and dtype.
+
+    The kernel may take images, sequences or token ids, so `X` is not
+    flattened or cast: it needs a sample axis and at least one more axis, no
+    complex values, and no NaN or infinity in floating data. Array-likes
+    become NumPy arrays.
+    """
+    if X is None or _is_sparse(X):
+        check_array(X, caller=caller)  # raises its TypeError
+    if not is_array(X) or (isinstance(X, np.ndarray) and X.dtype.kind in "OUSV"):
+        X = _to_numeric_numpy(X, caller, "X")
+    xp, _ = namespace_and_device(X, names=("X",))
+    if xp.isdtype(X.dtype, "complex floating"):
+        raise ValueError(
+            f"{caller}: Complex data not supported in `X` (dtype {X.dtype}); pass "
+            f"the inputs the kernel's model takes."
+        )
+    if X.ndim < 2:
+        raise ValueError(
+            f"{caller}: `X` must have a sample axis and at least one feature axis "
+            f"(n_samples, ...), got a {X.ndim}-D array of shape {tuple(X.shape)}. "
+            f"Reshape your data: X.reshape(-1, 1) for one feature, "
+            f"X.reshape(1, -1) for one sample."
+        )
+    n = X.shape[0]
+    if n < min_samples:
+        raise ValueError(
+            f"{caller}: `X` has {_samples(n)} but the measure needs at least "
+            f"{min_samples}; pass more samples."
+        )
+    n_features = math.prod(X.shape[1:])
+    if n_features == 0:
+        raise ValueError(
+            f"{caller}: `X` has 0 feature(s) (shape={tuple(X.shape)}) while a "
+            f"minimum of 1 is required; pass at least one feature."
+        )
+    if xp.isdtype(X.dtype, "real floating"):
+        _check_finite(X, xp, caller, "X")
+    return X
+
+
+def _n_features(X: Any) -> int:
+    return X.shape[1] if X.ndim == 2 else math.prod(X.shape[1:])
+
+
+def _kernel_of(
+    kernel: Callable[[Any], Any] | str,
+    X: Any,
+    *,
+    caller: str,
+    min_samples: int = 1,
+) -> tuple[Any, Any]:
+    """The validated kernel matrix (`X`, or ``kernel(X)``) and the checked `X`."""
+    if isinstance(kernel, str):  # "precomputed"
+        K = _check_kernel_matrix(X, caller=caller, name="K", min_samples=min_samples)
+        return K, K
+    X = _check_kernel_input(X, caller=caller, min_samples=min_samples)
+    K = _check_kernel_matrix(kernel(X), caller=caller, name="kernel(X)")
+    return K, X
+
+
+# --------------------------------------------------------------------------- #
+# The computation
+# --------------------------------------------------------------------------- #
+
+
+class _Spectrum(NamedTuple):
+    """The entropy of one matrix and what it was computed from."""
+
+    entropy: float  # in the requested base
+    effective_entropy: float  # S / log m; NaN for a 1 x 1 matrix
+    eigenvalues: Any  # all of them, descending, unclipped, in K's dtype
+    n_clipped: int  # negative eigenvalues set to 0
+
+
+def _entropy_nats(w: Any, xp: Any) -> Any:
+    """``-sum p log p`` in nats along the last axis of eigenvalues `w`.
+
+    ``p = max(w, 0) / sum(max(w, 0))`` and ``0 log 0 = 0``; NaN where no
+    eigenvalue is positive. `w` may be a stack of shape (..., m).
+    """
+    lam = xp.clip(w, min=0.0)
+    total = xp.sum(lam, axis=-1, keepdims=True)
+    defined = total > 0
+    p = lam / xp.where(defined, total, 1.0)
+    positive = p > 0
+    logs = xp.log(xp.where(positive, p, 1.0))
+    nats = -xp.sum(xp.where(positive, p * logs, 0.0), axis=-1)
+    return xp.where(defined[..., 0], nats, xp.nan)
+
+
+def _cosine_normalized(K: Any, xp: Any, *, caller: str, name: str = "K") -> Any:
+    """``K_ij / sqrt(K_ii K_jj)``; rows and columns with ``K_ii = 0`` become 0."""
+    d = xp.linalg.diagonal(K)
+    negative = int(xp.sum(xp.astype(d < 0, xp.int32)))
+    if negative:
+        raise ValueError(
+            f"{caller}: normalize=True divides by sqrt(K_ii K_jj), but `{name}` has "
+            f"{negative} negative diagonal entr{'y' if negative == 1 else 'ies'}; "
+            f"an NTK's diagonal holds squared gradient norms and is never "
+            f"negative. Check how `{name}` was computed, or pass normalize=False."
+        )
+    scale = xp.where(d > 0, 1.0 / xp.sqrt(xp.where(d > 0, d, 1.0)), 0.0)
+    return K * scale[:, None] * scale[None, :]
+
+
+def _spectrum(
+    K: Any,
+    xp: Any,
+    device: Any,
+    *,
+    base: float,
+    normalize: bool,
+    caller: str,
+    name: str = "K",
+    what: str | None = None,
+) -> _Spectrum:
+    """The entropy of the validated matrix `K` (one eigendecomposition).
+
+    `name` is the argument's name and `what` describes the matrix in messages
+    (default: the argument).
+    """
+    what = f"`{name}`" if what is None else what
+    owned = False
+    if normalize:
+        K = _cosine_normalized(K, xp, caller=caller, name=name)
+        owned = True
+    work = xp.astype(K, float_dtype(xp, device), copy=False)
+    owned = owned or work is not K
+    w = xp.flip(eigvalsh(work, overwrite=owned))
+    m = w.shape[0]
+    n_clipped = int(xp.sum(xp.astype(w < 0, xp.int32)))
+    nats = float(_entropy_nats(w, xp))
+    if math.isnan(nats):
+        raise ValueError(
+            f"{caller}: {what} has no positive eigenvalue ({m} eigenvalues, "
+            f"{n_clipped} negative), so its entropy is undefined. A zero NTK "
+            f"means no trainable parameter moves the outputs on these samples: "
+            f"check the model, its trainable parameters and the inputs."
+        )
+    entropy = nats / math.log(base)
+    effective = nats / math.log(m) if m > 1 else math.nan
+    return _Spectrum(entropy, effective, xp.astype(w, K.dtype), n_clipped)
+
+
+def _principal_blocks(K: Any, rows: np.ndarray, xp: Any, device: Any) -> Any:
+    """The stack ``K[r][:, r]`` for each row ``r`` of `rows` (shape (c, k)).
+
+    One ``take`` from the flattened matrix, which every array library has.
+    """
+    n = K.shape[0]
+    c, k = rows.shape
+    flat = (rows[:, :, None] * n + rows[:, None, :]).reshape(-1)
+    picked = xp.take(xp.reshape(K, (-1,)), xp.asarray(flat, device=device))
+    return xp.reshape(picked, (c, k, k))
+
+
+def _block_entropies_nats(
+    K: Any, rows: np.ndarray, xp: Any, device: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """Entropy (nats) and negative-eigenvalue count of each principal block.
+
+    `K` has been validated (and normalised if asked); `rows` is (c, k). The
+    blocks are decomposed as stacks, in chunks of at most ``_STACK_BYTES``.
+    Returns NumPy arrays of shape (c,); NaN for a block without a positive
+    eigenvalue.
+    """
+    c, k = rows.shape
+    per_block = k * k * (8 + _itemsize(K.dtype))
+    chunk = max(1, _STACK_BYTES // per_block)
+    wide = float_dtype(xp, device)
+    entropies, clipped = [], []
+    for start in range(0, c, chunk):
+        blocks = _principal_blocks(K, rows[start : start + chunk], xp, device)
+        w = eigvalsh(xp.astype(blocks, wide, copy=False))
+        entropies.append(to_numpy(_entropy_nats(w, xp)))
+        clipped.append(to_numpy(xp.sum(xp.astype(w < 0, xp.int32), axis=-1)))
+    return (
+        np.concatenate(entropies).astype(np.float64),
+        np.concatenate(clipped).astype(np.int64),
+    )
+
+
+def _take_rows(X: Any, rows: np.ndarray) -> Any:
+    """The samples `rows` of `X` (any library), in that order."""
+    xp, device = namespace_and_device(X)
+    return xp.take(X, xp.asarray(rows, device=device), axis=0)
+
+
+def _submatrix(K: Any, rows: np.ndarray) -> Any:
+    xp, device = namespace_and_device(K)
+    index = xp.asarray(rows, device=device)
+    return xp.take(xp.take(K, index, axis=0), index, axis=1)
+
+
+# --------------------------------------------------------------------------- #
+# Entropy
+# --------------------------------------------------------------------------- #
+
+
+def ntk_entropy(
+    K: Any,
+    *,
+    effective: bool = False,
+    normalize: bool = False,
+    base: float = 2,
+) -> float:
+    """Von Neumann entropy of a (neural tangent) kernel matrix.
+
+    ``S = -sum_i p_i log p_i`` with ``p = lambda / sum(lambda)`` over the
+    eigenvalues ``lambda`` of `K`, negative ones clipped to 0 (ZnNL's
+    ``EntropyAnalysis.compute_von_neumann_entropy``; see the module docstring
+    for how its ``1e-14`` floor differs).
+
+    Parameters
+    ----------
+    K : array of shape (n, n)
+        A symmetric kernel matrix: an empirical NTK in "mean" or "sum" mode
+        (n samples), or in "full" mode (n k rows, one per sample and output),
+        of any supported library and device. Only its lower triangle is read
+        by the eigensolver, after a check that the matrix is symmetric to
+        within ``sqrt(eps)`` of its largest entry.
+    effective : bool, default=False
+        Return ``S / log(m)`` with ``m = n`` the number of eigenvalues: 0 for
+        a rank-1 kernel, 1 for a multiple of the identity, whatever the base.
+        Needs ``n >= 2``.
+    normalize : bool, default=False
+        First replace ``K_ij`` by ``K_ij / sqrt(K_ii K_jj)`` (the kernel of the
+        unit-normalised gradients); samples whose gradient is zero
+        (``K_ii = 0``) get zero rows.
+    base : float, default=2
+        Logarithm base: 2 gives bits, ``math.e`` nats (as ZnNL).
+
+    Returns
+    -------
+    float
+        Between 0 and ``log_base(n)`` (``effective=False``), or in [0, 1].
+
+    Raises
+    ------
+    ValueError
+        `K` not square, not symmetric, with NaN or infinity, or without a
+        positive eigenvalue; ``normalize=True`` with a negative diagonal entry;
+        ``effective=True`` for a 1 x 1 `K`.
+
+    See Also
+    --------
+    NTKEntropy : the estimator, which can also compute the NTK of `X`.
+
+    Examples
+    --------
+    >>> import math
+    >>> import numpy as np
+    >>> from infoscope.estimators.ntk import ntk_entropy
+    >>> ntk_entropy(np.eye(8))  # 8 equal eigenvalues: 3 bits
+    3.0
+    >>> J = np.random.default_rng(0).standard_normal((6, 40))
+    >>> K = J @ J.T  # a Gram matrix of 6 "gradients"
+    >>> round(ntk_entropy(K, base=math.e, effective=True), 4)
+    0.9418
+    """
+    caller = "ntk_entropy"
+    validate_parameter_constraints(
+        {**ENTROPY_PARAMETERS, "effective": ["boolean"]},
+        {"effective": effective, "normalize": normalize, "base": base},
+        caller_name=caller,
+    )
+    K = _check_kernel_matrix(K, caller=caller)
+    if effective and K.shape[0] < 2:
+        raise ValueError(
+            f"{caller}: effective=True divides by log(m), which is 0 for the "
+            f"1 x 1 `K`; pass at least 2 samples, or effective=False."
+        )
+    xp, device = namespace_and_device(K)
+    spectrum = _spectrum(K, xp, device, base=base, normalize=normalize, caller=caller)
+    return spectrum.effective_entropy if effective else spectrum.entropy
+
+
+class _KernelEstimatorMixin:
+    """Fitting on a precomputed kernel matrix or on the inputs of a kernel callable."""
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # With a precomputed kernel, X is an (n, n) matrix of the samples.
+        tags.input_tags.pairwise = isinstance(self.kernel, str)
+        return tags
+
+    def _fit_kernel(self, X: Any) -> Any:
+        caller = type(self).__name__
+        K, X = _kernel_of(self.kernel, X, caller=caller, min_samples=self._min_samples)
+        self.n_features_in_ = _n_features(X)
+        return K
+
+    def _kernel_name(self) -> str:
+        return "K" if isinstance(self.kernel, str) else "kernel(X)"
+
+
+class NTKEntropy(_KernelEstimatorMixin, InfoscopeEstimator):
+    """Von Neumann entropy of an empirical NTK, with its effective form.
+
+    ``fit(K)`` takes a precomputed kernel matrix; with a `kernel` callable,
+    ``fit(X)`` computes ``K = kernel(X)`` first, for instance the NTK of a
+    model on the inputs `X` (:func:`ntk_entropy` gives the definitions).
+
+    Parameters
+    ----------
+    kernel : "precomputed" or callable, default="precomputed"
+        "precomputed": ``fit`` takes the (n, n) kernel matrix. A callable
+        maps ``X`` to its (n, n) kernel matrix, such as an adapter's
+        ``empirical_ntk`` bound to a model:
+        ``functools.partial(infoscope.adapters.torch.empirical_ntk, model)``.
+        `X` is then passed to it as given (images, sequences, token ids:
+        anything with a sample axis first; array-likes become NumPy arrays),
+        and the fitted arrays live in the library and on the device of the
+        matrix it returns.
+    normalize : bool, default=False
+        Cosine-normalise the kernel first: ``K_ij / sqrt(K_ii K_jj)``.
+    base : float, default=2
+        Logarithm base of ``entropy_`` (2: bits, ``math.e``: nats).
+
+    Attributes
+    ----------
+    entropy_ : float
+        ``S = -sum p log p``, ``p = lambda / sum(lambda)``, in `base`.
+    effective_entropy_ : float
+        ``S / log(n)``, in [0, 1].
+    eigenvalues_ : array of shape (n,)
+        The kernel's eigenvalues, descending, before clipping; in its library,
+        on its device, in its dtype (computed in float64 where the device has
+        it).
+    n_clipped_ : int
+        Negative eigenvalues, clipped to 0. Rounding makes some of the zero
+        eigenvalues of a singular NTK slightly negative; compare their size
+        with ``eigenvalues_[0]``.
+    n_features_in_ : int
+        With "precomputed", n (the columns of K); with a callable, the values
+        per sample of `X`.
+
+    See Also
+    --------
+    ntk_entropy : the function.
+    NTKMutualInformation : the mutual information between classes.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.estimators.ntk import NTKEntropy
+    >>> J = np.random.default_rng(0).standard_normal((6, 3))
+    >>> est = NTKEntropy().fit(J @ J.T)  # rank 3
+    >>> round(est.entropy_, 4), est.eigenvalues_.shape
+    (0.8535, (6,))
+
+    With an NTK computed from a model:
+
+    >>> import functools, torch
+    >>> from infoscope.adapters.torch import empirical_ntk
+    >>> model = torch.nn.Sequential(
+    ...     torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3)
+    ... ).double()
+    >>> X = torch.randn(10, 4, dtype=torch.float64)
+    >>> est = NTKEntropy(kernel=functools.partial(empirical_ntk, model)).fit(X)
+    >>> type(est.eigenvalues_).__name__, 0.0 <= est.effective_entropy_ <= 1.0
+    ('Tensor', True)
+    """
+
+    _parameter_constraints = {**KERNEL_PARAMETER, **ENTROPY_PARAMETERS}
+
+    def __init__(self, *, kernel="precomputed", normalize=False, base=2):
+        self.kernel = kernel
+        self.normalize = normalize
+        self.base = base
+
+    def fit(self, X, y=None):
+        """Compute the entropy of the kernel matrix.
+
+        Parameters
+        ----------
+        X : array of shape (n, n), or the inputs of `kernel`
+            The kernel matrix (``kernel="precomputed"``), or the n samples
+            whose kernel matrix the `kernel` callable computes. At least 2.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : NTKEntropy
+        """
+        self._validate_params()
+        K = self._fit_kernel(X)
+        xp, device = namespace_and_device(K)
+        spectrum = _spectrum(
+            K,
+            xp,
+            device,
+            base=self.base,
+            normalize=self.normalize,
+            caller=type(self).__name__,
+            name=self._kernel_name(),
+        )
+        self.entropy_ = spectrum.entropy
+        self.effective_entropy_ = spectrum.effective_entropy
+        self.eigenvalues_ = spectrum.eigenvalues
+        self.n_clipped_ = spectrum.n_clipped
+        return self
+
+
+# --------------------------------------------------------------------------- #
+# Mutual information between classes
+# --------------------------------------------------------------------------- #
+
+
+class NTKMutualInformationResult(NamedTuple):
+    """What :func:`ntk_mutual_information` returns."""
+
+    #: (n_classes, n_classes): ``I(A; B)``, with ``S_A`` on the diagonal.
+    mutual_information: Any
+    #: (n_classes, n_classes): ``2 I(A; B) / (S_A + S_B)``, 1 on the diagonal;
+    #: NaN where ``S_A + S_B = 0``.
+    normalized_mutual_information: Any
+    #: (n_combinations,): the entropy of each combination's block.
+    entropies: Any
+    #: Each combination of classes, as a tuple of labels, in itertools order.
+    combinations: list[tuple[Any, ...]]
+    #: The classes, in the order of the matrices' rows.
+    classes: np.ndarray
+    #: (n_combinations,): negative eigenvalues clipped in each block.
+    n_clipped: np.ndarray
+
+
+_MI_PARAMETERS = {
+    **ENTROPY_PARAMETERS,
+    "max_combination_size": [Interval(Integral, 2, None, closed="left"), None],
+}
+
+
+def _class_members(
+    K: Any, y: Any, classes: Any, *, caller: str, name: str
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The classes, and the rows of `K` of each (every class needs one)."""
+    y = check_targets(y, caller=caller)
+    labels = to_numpy(y)
+    if labels.ndim == 2 and labels.shape[1] == 1:
+        labels = labels[:, 0]
+    if labels.ndim != 1:
+        raise ValueError(
+            f"{caller}: class labels `y` must be 1-D, got shape {labels.shape}; "
+            f"pass one label per row of `{name}`."
+        )
+    check_consistent_length(caller=caller, **{name: K, "y": labels})
+    if classes is None:
+        classes = np.unique(labels)
+    else:
+        classes = np.asarray(to_numpy(classes))
+        if classes.ndim != 1 or classes.size == 0:
+            raise ValueError(
+                f"{caller}: `classes` must be a non-empty 1-D sequence of labels, "
+                f"got shape {classes.shape}; pass e.g. classes=[0, 1]."
+            )
+        if np.unique(classes).size != classes.size:
+            raise ValueError(
+                f"{caller}: `classes` lists a label more than once "
+                f"({classes.tolist()!r}); pass each class once."
+            )
+    members = [np.flatnonzero(labels == c) for c in classes]
+    empty = [
+        c for c, rows in zip(classes.tolist(), members, strict=True) if not rows.size
+    ]
+    if empty:
+        raise ValueError(
+            f"{caller}: class{'es' if len(empty) > 1 else ''} "
+            f"{', '.join(repr(c) for c in empty)} of `classes` "
+            f"{'have' if len(empty) > 1 else 'has'} no sample in `y`, and every "
+            f"class needs at least 1; drop {'them' if len(empty) > 1 else 'it'} "
+            f"from `classes`, or pass samples of {'them' if len(empty) > 1 else 'it'}."
+        )
+    return classes, members
+
+
+def _mutual_information(
+    K: Any,
+    y: Any,
+    *,
+    classes: Any,
+    normalize: bool,
+    base: float,
+    max_combination_size: int | None,
+    caller: str,
+    name: str = "K",
+) -> NTKMutualInformationResult:
+    xp, device = namespace_and_device(K)
+    classes, members = _class_members(K, y, classes, caller=caller, name=name)
+    if normalize:
+        # The normalisation is entry-wise: normalising once normalises every block.
+        K = _cosine_normalized(K, xp, caller=caller, name=name)
+    n_classes = len(classes)
+    largest = n_classes if max_combination_size is None else max_combination_size
+    labels = classes.tolist()
+    combinations, entropies, clipped = [], [], []
+    pair_entropy = {}
+    for size in range(1, min(largest, n_classes) + 1):
+        for combo in itertools.combinations(range(n_classes), size):
+            rows = np.sort(np.concatenate([members[j] for j in combo]))
+            spectrum = _spectrum(
+                _submatrix(K, rows),
+                xp,
+                device,
+                base=base,
+                normalize=False,
+                caller=caller,
+                what=f"the block of classes {tuple(labels[j] for j in combo)!r}",
+            )
+            combinations.append(tuple(labels[j] for j in combo))
+            entropies.append(spectrum.entropy)
+            clipped.append(spectrum.n_clipped)
+            if size <= 2:
+                pair_entropy[combo] = spectrum.entropy
+    mi = np.empty((n_classes, n_classes))
+    nmi = np.empty((n_classes, n_classes))
+    for a in range(n_classes):
+        mi[a, a] = pair_entropy[(a,)]
+        nmi[a, a] = 1.0
+        for b in range(a + 1, n_classes):
+            s_a, s_b = pair_entropy[(a,)], pair_entropy[(b,)]
+            mi[a, b] = mi[b, a] = s_a + s_b - pair_entropy[(a, b)]
+            total = s_a + s_b
+            nmi[a, b] = nmi[b, a] = 2.0 * mi[a, b] / total if total > 0 else math.nan
+    dtype = float_dtype(xp, device)
+
+    def on_device(a):
+        return xp.asarray(a, dtype=dtype, device=device)
+
+    return NTKMutualInformationResult(
+        on_device(mi),
+        on_device(nmi),
+        on_device(np.asarray(entropies)),
+        combinations,
+        classes,
+        np.asarray(clipped, dtype=np.int64),
+    )
+
+
+def ntk_mutual_information(
+    K: Any,
+    y: Any,
+    *,
+    classes: Any = None,
+    normalize: bool = False,
+    base: float = 2,
+    max_combination_size: int | None = None,
+) -> NTKMutualInformationResult:
+    """Mutual information between classes from the entropies of NTK blocks.
+
+    For classes A and B, ``I(A; B) = S(K_AA) + S(K_BB) - S(K_(A u B))`` with
+    ``S`` the von Neumann entropy of :func:`ntk_entropy`, each block
+    normalised by its own trace (its eigenvalues by their sum), and the
+    normalised ``2 I(A; B) / (S_A + S_B)``. The entropy of every combination
+    of classes is computed, as ZnNL does: all sizes from 1 to the number of
+    classes, in :func:`itertools.combinations` order (``2^c - 1`` blocks for
+    c classes: `max_combination_size` bounds the sizes, and 2 suffices for
+    the matrices).
+
+    Parameters
+    ----------
+    K : array of shape (n, n)
+        The kernel matrix (an NTK in "mean" or "sum" mode: one row per
+        sample). For a "full" NTK (one row per sample and output, sample-major)
+        pass ``y`` repeated per output, ``numpy.repeat(y, k)``.
+    y : array of shape (n,)
+        The class label of each row of `K` (any library; used on the host).
+    classes : sequence, optional
+        The classes to compare, in the order of the matrices' rows; rows of
+        other classes are left out. By default every label of `y`, sorted.
+        Every class needs at least one sample.
+    normalize : bool, default=False
+        Cosine-normalise `K` first (see :func:`ntk_entropy`).
+    base : float, default=2
+        Logarithm base (2: bits, ``math.e``: nats).
+    max_combination_size : int, optional
+        Compute the entropies of combinations of at most this many classes
+        (at least 2); by default all sizes.
+
+    Returns
+    -------
+    NTKMutualInformationResult
+        ``(mutual_information, normalized_mutual_information, entropies,
+        combinations, classes, n_clipped)``: the arrays in `K`'s library and
+        device, in its widest float dtype; `combinations` a list of tuples of
+        labels; `classes` and `n_clipped` NumPy arrays.
+
+    Notes
+    -----
+    For two classes whose gradients are orthogonal (a block-diagonal K) the
+    union's spectrum is the two blocks' spectra, weighted by their traces
+    ``t_A`` and ``t_B``; ``S_(A u B) = w_A S_A + w_B S_B + H(w)`` with
+    ``w = t / (t_A + t_B)``, so ``I = (1 - w_A) S_A + (1 - w_B) S_B - H(w)``,
+    which is negative when the blocks are large. The measure is not Shannon
+    mutual information and is not bounded below by 0.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.estimators.ntk import ntk_mutual_information
+    >>> J = np.random.default_rng(0).standard_normal((6, 4))
+    >>> y = np.array([0, 0, 1, 1, 2, 2])
+    >>> result = ntk_mutual_information(J @ J.T, y)
+    >>> result.combinations
+    [(0,), (1,), (2,), (0, 1), (0, 2), (1, 2), (0, 1, 2)]
+    >>> result.mutual_information.shape, np.diag(result.normalized_mutual_information)
+    ((3, 3), array([1., 1., 1.]))
+    """
+    caller = "ntk_mutual_information"
+    validate_parameter_constraints(
+        _MI_PARAMETERS,
+        {
+            "normalize": normalize,
+            "base": base,
+            "max_combination_size": max_combination_size,
+        },
+        caller_name=caller,
+    )
+    K = _check_kernel_matrix(K, caller=caller)
+    return _mutual_information(
+        K,
+        y,
+        classes=classes,
+        normalize=normalize,
+        base=base,
+        max_combination_size=max_combination_size,
+        caller=caller,
+    )
+
+
+class NTKMutualInformation(_KernelEstimatorMixin, InfoscopeEstimator):
+    """Mutual information between classes from the entropies of NTK blocks.
+
+    ``fit(K, y)`` computes :func:`ntk_mutual_information`: the entropy of the
+    block of every class and every union of classes, and the classes x
+    classes matrices ``I(A; B) = S_A + S_B - S_(A u B)`` and
+    ``2 I / (S_A + S_B)``.
+
+    Parameters
+    ----------
+    kernel : "precomputed" or callable, default="precomputed"
+        As in :class:`NTKEntropy`.
+    normalize : bool, default=False
+        Cosine-normalise the kernel first.
+    base : float, default=2
+        Logarithm base (2: bits, ``math.e``: nats).
+    max_combination_size : int, optional
+        Largest number of classes per combination (at least 2); by default
+        the number of classes (``2^c - 1`` eigendecompositions).
+
+    Attributes
+    ----------
+    classes_ : numpy.ndarray
+        The classes, in the order of the matrices' rows.
+    combinations_ : list of tuple
+        Every class and every union of classes (sizes 1 to the number of
+        classes, or `max_combination_size`), as tuples of labels, in
+        :func:`itertools.combinations` order.
+    entropies_ : array of shape (n_combinations,)
+        The entropy of each combination's block, in `base`.
+    mutual_information_ : array of shape (n_classes, n_classes)
+        ``I(A; B)``; the diagonal holds ``S_A``.
+    normalized_mutual_information_ : array of shape (n_classes, n_classes)
+        ``2 I(A; B) / (S_A + S_B)``; 1 on the diagonal, NaN where
+        ``S_A + S_B = 0`` (two one-sample classes).
+    n_clipped_ : numpy.ndarray of int, shape (n_combinations,)
+        Negative eigenvalues clipped in each block.
+    n_features_in_ : int
+        As in :class:`NTKEntropy`.
+
+    The arrays (but ``classes_`` and ``n_clipped_``) live in the kernel
+    matrix's library and device.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.estimators.ntk import NTKMutualInformation
+    >>> J = np.random.default_rng(0).standard_normal((8, 5))
+    >>> y = np.array(["a", "a", "a", "b", "b", "b", "c", "c"])
+    >>> mi = NTKMutualInformation().fit(J @ J.T, y, classes=["a", "b"])
+    >>> mi.combinations_
+    [('a',), ('b',), ('a', 'b')]
+    >>> bool(mi.mutual_information_[0, 1] == mi.mutual_information_[1, 0])
+    True
+    """
+
+    _parameter_constraints = {**KERNEL_PARAMETER, **_MI_PARAMETERS}
+    _min_samples = 1
+
+    def __init__(
+        self,
+        *,
+        kernel="precomputed",
+        normalize=False,
+        base=2,
+        max_combination_size=None,
+    ):
+        self.kernel = kernel
+        self.normalize = normalize
+        self.base = base
+        self.max_combination_size = max_combination_size
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        return tags
+
+    def fit(self, X, y, classes=None):
+        """Compute the entropies of the class blocks and the mutual information.
+
+        Parameters
+        ----------
+        X : array of shape (n, n), or the inputs of `kernel`
+            The kernel matrix (``kernel="precomputed"``), or the n samples
+            whose kernel matrix the `kernel` callable computes.
+        y : array of shape (n,)
+            Class labels, one per row of the kernel matrix.
+        classes : sequence, optional
+            The classes to compare (default: all labels of `y`, sorted).
+
+        Returns
+        -------
+        self : NTKMutualInformation
+        """
+        self._validate_params()
+        caller = type(self).__name__
+        if y is None:
+            check_targets(y, caller=caller)  # the ValueError scikit-learn expects
+        K = self._fit_kernel(X)
+        result = _mutual_information(
+            K,
+            y,
+            classes=classes,
+            normalize=self.normalize,
+            base=self.base,
+            max_combination_size=self.max_combination_size,
+            caller=caller,
+            name=self._kernel_name(),
+        )
+        self.classes_ = result.classes
+        self.combinations_ = result.combinations
+        self.entropies_ = result.entropies
+        self.mutual_information_ = result.mutual_information
+        self.normalized_mutual_information_ = result.normalized_mutual_information
+        self.n_clipped_ = result.n_clipped
+        return self
