@@ -21,7 +21,10 @@ The kernel is either precomputed on the pool (``kernel="precomputed"``,
 ``functools.partial(infoscope.adapters.torch.empirical_ntk, model)`` (its
 "mean" or "sum" mode: one row per sample). Random draws are made with NumPy
 from `random_state`, so the same seed picks the same candidates on every
-backend.
+backend. The indices are returned in the library and on the device of the
+pool `X` they index; the entropies in those of the kernel matrix (the same
+unless a kernel callable returns another library's arrays, as the PyTorch
+adapter does for NumPy inputs).
 """
 
 from __future__ import annotations
@@ -143,8 +146,8 @@ class _Selector(InfoscopeEstimator):
             what=f"the {self._kernel_name()} of the selected samples",
         )
 
-    def _store(self, indices: np.ndarray, spectrum) -> None:
-        self.indices_ = np.asarray(indices, dtype=np.int64)
+    def _store(self, X: Any, indices: np.ndarray, spectrum) -> None:
+        self.indices_ = _like(X, indices)
         self.entropy_ = spectrum.entropy if spectrum is not None else None
         self.n_clipped_ = spectrum.n_clipped if spectrum is not None else None
 
@@ -155,6 +158,12 @@ def _all_undefined(caller: str, what: str) -> ValueError:
         f"defined: the kernel is zero (or not positive semi-definite) on the "
         f"pool. Check the model's trainable parameters and the inputs."
     )
+
+
+def _like(X: Any, indices: np.ndarray) -> Any:
+    """Integer `indices` in the library and on the device of the pool `X`."""
+    xp, device = namespace_and_device(X)
+    return xp.asarray(indices, device=device)
 
 
 def _on_device(values: np.ndarray, K: Any) -> Any:
@@ -206,16 +215,16 @@ class MaxEntropySelector(_Selector):
 
     Attributes
     ----------
-    indices_ : numpy.ndarray of int, shape (n_select,)
-        The selected pool indices, ascending (NumPy, on the host: index any
-        library's arrays with them, e.g. ``xp.take(X, xp.asarray(indices_),
-        axis=0)``).
+    indices_ : array of int, shape (n_select,)
+        The selected pool indices, ascending, in the library and on the
+        device of `X` (the pool's samples, or its kernel matrix), to index it:
+        ``xp.take(X, indices_, axis=0)``.
     entropy_ : float
         The entropy of the selected subset's NTK.
     n_clipped_ : int
         Negative eigenvalues of the selected subset's NTK, clipped to 0.
-    candidate_indices_ : numpy.ndarray of int, shape (n_candidates, n_select)
-        Every candidate, each ascending.
+    candidate_indices_ : array of int, shape (n_candidates, n_select)
+        Every candidate, each ascending; like ``indices_``.
     candidate_entropies_ : array of shape (n_candidates,)
         Each candidate's entropy, in the kernel's library and on its device.
     best_candidate_ : int
@@ -314,14 +323,14 @@ class MaxEntropySelector(_Selector):
         if np.all(np.isnan(entropies)):
             raise _all_undefined(caller, "candidate subset")
         best = int(np.nanargmax(entropies))
-        self.candidate_indices_ = candidates
+        self.candidate_indices_ = _like(X, candidates)
         self.candidate_entropies_ = _on_device(entropies, reference)
         self.best_candidate_ = best
         if K is None:
             spectrum = spectra[best]
         else:
             spectrum = self._subset_spectrum(K, X, candidates[best])
-        self._store(candidates[best], spectrum)
+        self._store(X, candidates[best], spectrum)
         return self
 
 
@@ -354,9 +363,10 @@ class GreedyEntropySelector(_Selector):
 
     Attributes
     ----------
-    indices_ : numpy.ndarray of int, shape (n_select,)
+    indices_ : array of int, shape (n_select,)
         The selected pool indices in the order they were picked (its first t
-        entries are the greedy subset of size t); NumPy, on the host.
+        entries are the greedy subset of size t), in the library and on the
+        device of `X`.
     entropy_ : float
         The entropy of the selected subset's NTK.
     entropy_path_ : array of shape (n_select,)
@@ -441,7 +451,7 @@ class GreedyEntropySelector(_Selector):
             available[rest[best]] = False
         indices = np.asarray(chosen, dtype=np.int64)
         self.entropy_path_ = _on_device(np.asarray(path) / math.log(self.base), K)
-        self._store(indices, self._subset_spectrum(K, X, indices))
+        self._store(X, indices, self._subset_spectrum(K, X, indices))
         return self
 
 
@@ -469,8 +479,9 @@ class RandomSelector(_Selector):
 
     Attributes
     ----------
-    indices_ : numpy.ndarray of int, shape (n_select,)
-        The selected pool indices, ascending (NumPy, on the host).
+    indices_ : array of int, shape (n_select,)
+        The selected pool indices, ascending, in the library and on the
+        device of `X`.
     entropy_ : float or None
         The entropy of the selected subset's NTK (None without a kernel).
     n_clipped_ : int or None
@@ -522,5 +533,5 @@ class RandomSelector(_Selector):
         spectrum = None
         if self.kernel is not None:
             spectrum = self._subset_spectrum(K, X, indices)
-        self._store(indices, spectrum)
+        self._store(X, indices, spectrum)
         return self

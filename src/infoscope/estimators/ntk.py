@@ -109,6 +109,11 @@ def _check_kernel_matrix(
     if K is None or _is_sparse(K):
         check_array(K, caller=caller, name=name)  # raises its TypeError
     shape = tuple(K.shape) if is_array(K) else np.shape(K)
+    if len(shape) == 2:
+        # Non-numeric, complex, empty, NaN: check_array's messages come first.
+        K = check_array(
+            K, caller=caller, name=name, min_samples=min_samples, flatten=False
+        )
     if len(shape) != 2 or shape[0] != shape[1]:
         raise ValueError(
             f"{caller}: `{name}` must be a square kernel matrix (n, n), got shape "
@@ -116,7 +121,6 @@ def _check_kernel_matrix(
             f"empirical_ntk(model, X) without X2 (any output_mode: a 'full' "
             f"NTK of shape (n k, n k) is square too)."
         )
-    K = check_array(K, caller=caller, name=name, min_samples=min_samples, flatten=False)
     xp, _ = namespace_and_device(K)
     _check_symmetric(K, xp, caller, name)
     return K
@@ -226,7 +230,7 @@ def _entropy_nats(w: Any, xp: Any) -> Any:
     p = lam / xp.where(defined, total, 1.0)
     positive = p > 0
     logs = xp.log(xp.where(positive, p, 1.0))
-    nats = -xp.sum(xp.where(positive, p * logs, 0.0), axis=-1)
+    nats = 0.0 - xp.sum(xp.where(positive, p * logs, 0.0), axis=-1)  # no -0.0
     return xp.where(defined[..., 0], nats, xp.nan)
 
 
@@ -564,8 +568,8 @@ class NTKMutualInformationResult(NamedTuple):
     combinations: list[tuple[Any, ...]]
     #: The classes, in the order of the matrices' rows.
     classes: np.ndarray
-    #: (n_combinations,): negative eigenvalues clipped in each block.
-    n_clipped: np.ndarray
+    #: (n_combinations,): negative eigenvalues clipped in each block (ints).
+    n_clipped: Any
 
 
 _MI_PARAMETERS = {
@@ -676,7 +680,7 @@ def _mutual_information(
         on_device(np.asarray(entropies)),
         combinations,
         classes,
-        np.asarray(clipped, dtype=np.int64),
+        xp.asarray(np.asarray(clipped), device=device),
     )
 
 
@@ -725,8 +729,9 @@ def ntk_mutual_information(
     NTKMutualInformationResult
         ``(mutual_information, normalized_mutual_information, entropies,
         combinations, classes, n_clipped)``: the arrays in `K`'s library and
-        device, in its widest float dtype; `combinations` a list of tuples of
-        labels; `classes` and `n_clipped` NumPy arrays.
+        on its device (the entropies in its widest float dtype, `n_clipped`
+        as integers); `combinations` a list of tuples of labels; `classes` a
+        NumPy array.
 
     Notes
     -----
@@ -806,13 +811,13 @@ class NTKMutualInformation(_KernelEstimatorMixin, InfoscopeEstimator):
     normalized_mutual_information_ : array of shape (n_classes, n_classes)
         ``2 I(A; B) / (S_A + S_B)``; 1 on the diagonal, NaN where
         ``S_A + S_B = 0`` (two one-sample classes).
-    n_clipped_ : numpy.ndarray of int, shape (n_combinations,)
+    n_clipped_ : array of int, shape (n_combinations,)
         Negative eigenvalues clipped in each block.
     n_features_in_ : int
         As in :class:`NTKEntropy`.
 
-    The arrays (but ``classes_`` and ``n_clipped_``) live in the kernel
-    matrix's library and device.
+    The arrays but ``classes_`` live in the kernel matrix's library and on
+    its device.
 
     Examples
     --------
