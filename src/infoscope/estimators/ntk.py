@@ -41,8 +41,10 @@ from numbers import Integral, Real
 from typing import Any, NamedTuple
 
 import numpy as np
+from array_api_compat import array_namespace
 
 from ..backends import (
+    compiled,
     eigvalsh,
     float_dtype,
     is_array,
@@ -288,16 +290,21 @@ def _spectrum(
     return _Spectrum(entropy, effective, xp.astype(w, K.dtype), n_clipped)
 
 
-def _principal_blocks(K: Any, rows: np.ndarray, xp: Any, device: Any) -> Any:
-    """The stack ``K[r][:, r]`` for each row ``r`` of `rows` (shape (c, k)).
+def _flat_block_indices(rows: np.ndarray, n: int) -> np.ndarray:
+    """Indices into the flattened (n, n) matrix of the blocks ``K[r][:, r]``."""
+    return (rows[:, :, None] * n + rows[:, None, :]).reshape(-1)
 
-    One ``take`` from the flattened matrix, which every array library has.
+
+def _stack_nats(K_flat: Any, flat: Any, *, k: int) -> tuple[Any, Any]:
+    """Entropy (nats) and negative-eigenvalue count of each gathered k x k block.
+
+    One ``take`` from the flattened matrix (which every array library has)
+    and one stacked eigendecomposition; compiled whole for JAX.
     """
-    n = K.shape[0]
-    c, k = rows.shape
-    flat = (rows[:, :, None] * n + rows[:, None, :]).reshape(-1)
-    picked = xp.take(xp.reshape(K, (-1,)), xp.asarray(flat, device=device))
-    return xp.reshape(picked, (c, k, k))
+    xp = array_namespace(K_flat, flat)
+    blocks = xp.reshape(xp.take(K_flat, flat), (-1, k, k))
+    w = xp.linalg.eigvalsh(blocks)
+    return _entropy_nats(w, xp), xp.sum(xp.astype(w < 0, xp.int32), axis=-1)
 
 
 def _block_entropies_nats(
@@ -305,21 +312,24 @@ def _block_entropies_nats(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Entropy (nats) and negative-eigenvalue count of each principal block.
 
-    `K` has been validated (and normalised if asked); `rows` is (c, k). The
-    blocks are decomposed as stacks, in chunks of at most ``_STACK_BYTES``.
+    `K` has been validated (and normalised if asked); `rows` is (c, k): the
+    blocks ``K[r][:, r]`` for each row r. They are decomposed as stacks, in
+    float64 where the device has it, in chunks of at most ``_STACK_BYTES``.
     Returns NumPy arrays of shape (c,); NaN for a block without a positive
     eigenvalue.
     """
+    n = K.shape[0]
     c, k = rows.shape
-    per_block = k * k * (8 + _itemsize(K.dtype))
-    chunk = max(1, _STACK_BYTES // per_block)
     wide = float_dtype(xp, device)
+    K_flat = xp.reshape(xp.astype(K, wide, copy=False), (-1,))
+    chunk = max(1, _STACK_BYTES // (k * k * 16))
+    kernel = compiled(_stack_nats, xp, static_argnames=("k",))
     entropies, clipped = [], []
     for start in range(0, c, chunk):
-        blocks = _principal_blocks(K, rows[start : start + chunk], xp, device)
-        w = eigvalsh(xp.astype(blocks, wide, copy=False))
-        entropies.append(to_numpy(_entropy_nats(w, xp)))
-        clipped.append(to_numpy(xp.sum(xp.astype(w < 0, xp.int32), axis=-1)))
+        flat = _flat_block_indices(rows[start : start + chunk], n)
+        nats, negative = kernel(K_flat, xp.asarray(flat, device=device), k=k)
+        entropies.append(to_numpy(nats))
+        clipped.append(to_numpy(negative))
     return (
         np.concatenate(entropies).astype(np.float64),
         np.concatenate(clipped).astype(np.int64),
