@@ -40,6 +40,7 @@ def test_reduced_study_rows(study, rows):
         assert 0.0 <= row.entropy_before <= math.log2(12) + 1e-9
         assert 0.0 <= row.entropy_after <= math.log2(12) + 1e-9
         assert 1 <= row.classes_covered <= 10
+        assert row.atypicality > 0
     # The random pick is the max-entropy selector's first candidate (same
     # seed): the max-entropy pick cannot have less NTK entropy before training.
     assert by_method["max-entropy"].entropy_before >= by_method["random"].entropy_before
