@@ -16,6 +16,7 @@ from .backends import (
     check_random_state,
     knn_indices,
     namespace_and_device,
+    order_statistics,
     pairwise_sq_distances,
 )
 
@@ -98,9 +99,9 @@ def median_distance(X: Any, /, *, D2: Any = None, random_state: Any = 0) -> floa
     if D2 is None:
         D2 = pairwise_sq_distances(X)
     i = xp.arange(n, device=device)
-    pairs = xp.sort(D2[i[:, None] < i[None, :]])
+    pairs = D2[i[:, None] < i[None, :]]
     m = pairs.shape[0]
-    low, high = float(pairs[(m - 1) // 2]), float(pairs[m // 2])
+    low, high = order_statistics(pairs, ((m - 1) // 2, m // 2))
     return (math.sqrt(low) + math.sqrt(high)) / 2.0
 
 

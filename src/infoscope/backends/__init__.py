@@ -30,6 +30,7 @@ from ._namespace import (
     synchronize,
 )
 from ._random import check_random_state
+from ._select import order_statistics
 
 __all__ = [
     "as_float",
@@ -48,6 +49,7 @@ __all__ = [
     "matmul",
     "namespace_and_device",
     "namespace_name",
+    "order_statistics",
     "pairwise_sq_distances",
     "supports_float64",
     "synchronize",
