@@ -22,7 +22,7 @@ difference with the random baseline of the same seed), and how many of the 10
 classes the 30 points cover, and how atypical they are: their mean Euclidean
 distance to the mean image of their class in the pool.
 
-Run the full study (20 seeds; about half a minute on 2 CPU cores)::
+Run the full study (20 seeds; about 20 s on 2 CPU cores)::
 
     python examples/ntk_data_selection.py
 
@@ -112,6 +112,7 @@ def run_study(
     lr: float = 1e-2,
     hidden: int = 64,
     pool_size: int | None = None,
+    threads: int | None = 1,
 ) -> list[Row]:
     """Select, train and evaluate; one :class:`Row` per method and seed.
 
@@ -133,7 +134,24 @@ def run_study(
     pool_size : int, optional
         Use only the first `pool_size` training samples as the pool (for a
         quick run); by default all of them (1078).
+    threads : int, optional
+        PyTorch's intra-op threads during the study (restored after). The
+        matrices are small: one thread is as fast as two on an idle machine,
+        and on a busy one several threads that wait for each other can make
+        the study many times slower. None leaves PyTorch's setting.
     """
+    import torch
+
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        return _study(n_select, seeds, epochs, n_candidates, lr, hidden, pool_size)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _study(n_select, seeds, epochs, n_candidates, lr, hidden, pool_size):
     import torch
 
     from infoscope.adapters.torch import empirical_ntk

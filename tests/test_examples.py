@@ -26,9 +26,14 @@ def study():
 
 @pytest.fixture(scope="module")
 def rows(study):
-    return study.run_study(
+    import torch
+
+    threads = torch.get_num_threads()
+    rows = study.run_study(
         n_select=12, seeds=(0,), epochs=15, n_candidates=40, pool_size=300
     )
+    assert torch.get_num_threads() == threads  # the study's one thread is undone
+    return rows
 
 
 def test_reduced_study_rows(study, rows):
