@@ -85,8 +85,11 @@ class _Selector(InfoscopeEstimator):
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        # With a precomputed kernel, X is the (n, n) matrix of the pool.
-        tags.input_tags.pairwise = isinstance(self.kernel, str)
+        # With a precomputed kernel, X is the (n, n) matrix of the pool; a
+        # kernel callable (or none) takes X in any shape.
+        precomputed = isinstance(self.kernel, str)
+        tags.input_tags.pairwise = precomputed
+        tags.input_tags.three_d_array = not precomputed
         return tags
 
     def _kernel_name(self) -> str:

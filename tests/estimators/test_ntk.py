@@ -864,9 +864,11 @@ def test_params_clone_and_tags():
     }
     copy = clone(est).set_params(base=10)
     assert copy.base == 10 and est.base == math.e
-    assert est.__sklearn_tags__().input_tags.pairwise
+    tags = est.__sklearn_tags__().input_tags
+    assert tags.pairwise and not tags.three_d_array
     with_kernel = est.set_params(kernel=gaussian_kernel_callable)
-    assert not with_kernel.__sklearn_tags__().input_tags.pairwise
+    tags = with_kernel.__sklearn_tags__().input_tags
+    assert not tags.pairwise and tags.three_d_array  # images go to the kernel
     mi = NTKMutualInformation(max_combination_size=3)
     assert clone(mi).get_params()["max_combination_size"] == 3
     assert mi.__sklearn_tags__().target_tags.required

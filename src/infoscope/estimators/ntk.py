@@ -17,10 +17,11 @@ neural tangent kernel, from :func:`infoscope.adapters.torch.empirical_ntk` or
   ``I(A; B) = S(Theta_AA) + S(Theta_BB) - S(Theta_(A u B))``, each block
   normalised by its own trace, and ``2 I / (S_A + S_B)``.
 
-One implementation (:func:`_spectrum` for one matrix, :func:`_entropy_nats`
-for the eigenvalues of a stack of them) serves the entropy, the mutual
-information and :mod:`infoscope.selection`. The eigenvalues are computed in
-float64 wherever the device has it (:func:`infoscope.backends.eigvalsh`).
+One implementation of the entropy of a kernel matrix (for one matrix, or for
+a stack of principal blocks decomposed together) serves the entropy, the
+mutual information and :mod:`infoscope.selection`. The eigenvalues are
+computed in float64 wherever the device has it
+(:func:`infoscope.backends.eigvalsh`).
 
 Differences from ZnNL's ``EntropyAnalysis``: ZnNL raises every eigenvalue
 below ``1e-14`` to ``1e-14`` before normalising, where this module clips
@@ -436,8 +437,11 @@ class _KernelEstimatorMixin:
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        # With a precomputed kernel, X is an (n, n) matrix of the samples.
-        tags.input_tags.pairwise = isinstance(self.kernel, str)
+        # With a precomputed kernel, X is an (n, n) matrix of the samples;
+        # a kernel callable takes X in any shape.
+        precomputed = isinstance(self.kernel, str)
+        tags.input_tags.pairwise = precomputed
+        tags.input_tags.three_d_array = not precomputed
         return tags
 
     def _fit_kernel(self, X: Any) -> Any:
