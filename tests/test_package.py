@@ -1,3 +1,4 @@
+import doctest
 import re
 import subprocess
 import sys
@@ -84,6 +85,22 @@ def test_readme_examples_run():
     assert (namespace["neighbours"][:, 0] == namespace["torch"].arange(500)).all()
     assert namespace["spectrum"].dtype == namespace["torch"].float64
     assert namespace["dsmi"].mutual_information_ > 1.0
+
+
+def test_readme_console_examples_run():
+    # Every ```pycon block of the README is a doctest; each section is one
+    # session of its own, as a reader would paste it.
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```pycon\n(.*?)```", readme, flags=re.S)
+    assert len(blocks) >= 3, "README.md lost its console examples"
+    parser = doctest.DocTestParser()
+    runner = doctest.DocTestRunner(
+        optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
+    )
+    for i, block in enumerate(blocks):
+        runner.run(parser.get_doctest(block, {}, f"README[{i}]", "README.md", 0))
+    result = runner.summarize(verbose=False)
+    assert result.attempted > 20 and result.failed == 0
 
 
 def test_every_public_name_resolves_to_its_own_module():

@@ -16,7 +16,7 @@ import importlib
 
 __version__ = "0.1.0.dev0"
 
-_SUBMODULES = ("adapters", "backends", "estimators")
+_SUBMODULES = ("adapters", "backends", "estimators", "selection")
 
 # Public name -> the module (relative to this package) that defines it. Each
 # family adds its functions and estimators here; nothing is imported until a
@@ -34,6 +34,10 @@ _EXPORTS: dict[str, str] = {
     "hsic_test": ".estimators.hsic",
     "HSIC": ".estimators.hsic",
     "HSICPlane": ".estimators.hsic",
+    "ntk_entropy": ".estimators.ntk",
+    "ntk_mutual_information": ".estimators.ntk",
+    "NTKEntropy": ".estimators.ntk",
+    "NTKMutualInformation": ".estimators.ntk",
     "node_snr": ".estimators.snr",
     "node_snr_table": ".estimators.snr",
     "NodeSNR": ".estimators.snr",

@@ -16,7 +16,7 @@ from .backends import (
     check_random_state,
     knn_indices,
     namespace_and_device,
-    order_statistics,
+    off_diagonal_middle,
     pairwise_sq_distances,
 )
 
@@ -95,13 +95,10 @@ def median_distance(X: Any, /, *, D2: Any = None, random_state: Any = 0) -> floa
             n, _MEDIAN_MAX_POINTS, replace=False
         )
         X = xp.take(X, xp.asarray(np.sort(rows), device=device), axis=0)
-        n, D2 = _MEDIAN_MAX_POINTS, None
+        D2 = None
     if D2 is None:
         D2 = pairwise_sq_distances(X)
-    i = xp.arange(n, device=device)
-    pairs = D2[i[:, None] < i[None, :]]
-    m = pairs.shape[0]
-    low, high = order_statistics(pairs, ((m - 1) // 2, m // 2))
+    low, high = off_diagonal_middle(D2)
     return (math.sqrt(low) + math.sqrt(high)) / 2.0
 
 

@@ -670,3 +670,19 @@ def test_estimator_equals_the_functions():
 def test_public_names():
     for name in ("hsic", "cka", "hsic_test", "HSIC", "HSICPlane"):
         assert getattr(infoscope, name) is getattr(hsic_module, name)
+
+
+def test_hyppo_statistic_is_unbiased_cka_with_x_median_shared():
+    # The recipe of the user guide. hyppo is heavy (numba, statsmodels,
+    # pandas), so it is not a test extra: this runs where it is installed.
+    independence = pytest.importorskip("hyppo.independence")
+    for seed in range(3):
+        x, y = dependent(seed=30 + seed, n=50)
+        y = y * 10**seed  # y's own scale does not matter to hyppo's bandwidth
+        s = median_sigma(x)
+        assert independence.Hsic().statistic(x, y) == pytest.approx(
+            cka(x, y, sigma_x=s, estimator="unbiased"), rel=1e-9
+        )
+        assert independence.Hsic(bias=True).statistic(x, y) == pytest.approx(
+            math.sqrt(cka(x, y, sigma_x=s)), rel=1e-9
+        )

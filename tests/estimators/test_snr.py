@@ -4,11 +4,8 @@ scikit-learn contract."""
 
 from __future__ import annotations
 
-import doctest
 import math
-import re
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -777,19 +774,3 @@ def test_public_names():
         "n_nan_nodes",
         "n_nodes",
     )
-
-
-def test_readme_node_snr_example_runs():
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = re.search(r"## Node SNR\n(.*?)(?=\n## )", readme, flags=re.S)
-    assert section, "README.md has no Node SNR section"
-    blocks = re.findall(r"```pycon\n(.*?)```", section.group(1), flags=re.S)
-    assert blocks, "the Node SNR section has no example"
-    parser = doctest.DocTestParser()
-    runner = doctest.DocTestRunner(
-        optionflags=doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
-    )
-    for block in blocks:
-        runner.run(parser.get_doctest(block, {}, "README", "README.md", 0))
-    result = runner.summarize(verbose=False)
-    assert result.attempted > 0 and result.failed == 0

@@ -30,7 +30,7 @@ from ._namespace import (
     synchronize,
 )
 from ._random import check_random_state
-from ._select import order_statistics
+from ._select import off_diagonal_middle, order_statistics
 
 __all__ = [
     "as_float",
@@ -49,6 +49,7 @@ __all__ = [
     "matmul",
     "namespace_and_device",
     "namespace_name",
+    "off_diagonal_middle",
     "order_statistics",
     "pairwise_sq_distances",
     "supports_float64",

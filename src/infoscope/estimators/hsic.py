@@ -306,7 +306,7 @@ def _exact(X, Y, kx, ky, *, unbiased, normalized, rng, caller) -> _Value:
         streamed = StreamedHSIC(
             LinearFeatures(), LinearFeatures(), unbiased=unbiased, normalized=normalized
         )
-        streamed.update(X, Y)
+        _update_in_chunks(streamed, X, Y, DEFAULT_BATCH_SIZE)
         return _streamed_value(streamed, normalized, None, None)
     _check_exact_fits(n, 3, X, caller)
     K, sigma_x = kx.gram(X, rng, caller)
@@ -319,6 +319,17 @@ def _exact(X, Y, kx, ky, *, unbiased, normalized, rng, caller) -> _Value:
     return _Value(
         _inner(K, L) / c, _inner(K, K) / c, _inner(L, L) / c, sigma_x, sigma_y
     )
+
+
+def _update_in_chunks(streamed: StreamedHSIC, X: Any, Y: Any, batch: int) -> None:
+    """Feed `streamed` `batch` rows at a time (views, no copy of the data)."""
+    n = X.shape[0]
+    if n <= batch:
+        streamed.update(X, Y)
+        return
+    for start in range(0, n, batch):
+        stop = min(start + batch, n)
+        streamed.update(X[start:stop, ...], Y[start:stop, ...])
 
 
 def _streamed_value(streamed, normalized, sigma_x, sigma_y) -> _Value:
@@ -351,7 +362,10 @@ class _Stream:
         if self.exact:
             return X, Y
         xp, _ = namespace_and_device(X)
-        return xp.astype(X, xp.float32), xp.astype(Y, xp.float32)
+        return (
+            xp.astype(X, xp.float32, copy=False),
+            xp.astype(Y, xp.float32, copy=False),
+        )
 
     def start(self, X: Any, Y: Any, rng: Any) -> None:
         params = self.params
@@ -391,13 +405,7 @@ class _Stream:
 
     def update(self, X: Any, Y: Any) -> None:
         batch = self.params["batch_size"] or DEFAULT_BATCH_SIZE
-        n = X.shape[0]
-        for start in range(0, n, batch):
-            stop = min(start + batch, n)
-            if (start, stop) == (0, n):
-                self.streamed.update(X, Y)
-            else:
-                self.streamed.update(X[start:stop, ...], Y[start:stop, ...])
+        _update_in_chunks(self.streamed, X, Y, batch)
 
     def value(self) -> _Value:
         return _streamed_value(

@@ -407,7 +407,7 @@ def ntk_entropy(
     --------
     >>> import math
     >>> import numpy as np
-    >>> from infoscope.estimators.ntk import ntk_entropy
+    >>> from infoscope import ntk_entropy
     >>> ntk_entropy(np.eye(8))  # 8 equal eigenvalues: 3 bits
     3.0
     >>> J = np.random.default_rng(0).standard_normal((6, 40))
@@ -503,7 +503,7 @@ class NTKEntropy(_KernelEstimatorMixin, InfoscopeEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> from infoscope.estimators.ntk import NTKEntropy
+    >>> from infoscope import NTKEntropy
     >>> J = np.random.default_rng(0).standard_normal((6, 3))
     >>> est = NTKEntropy().fit(J @ J.T)  # rank 3
     >>> round(est.entropy_, 4), est.eigenvalues_.shape
@@ -759,7 +759,7 @@ def ntk_mutual_information(
     Examples
     --------
     >>> import numpy as np
-    >>> from infoscope.estimators.ntk import ntk_mutual_information
+    >>> from infoscope import ntk_mutual_information
     >>> J = np.random.default_rng(0).standard_normal((6, 4))
     >>> y = np.array([0, 0, 1, 1, 2, 2])
     >>> result = ntk_mutual_information(J @ J.T, y)
@@ -836,7 +836,7 @@ class NTKMutualInformation(_KernelEstimatorMixin, InfoscopeEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> from infoscope.estimators.ntk import NTKMutualInformation
+    >>> from infoscope import NTKMutualInformation
     >>> J = np.random.default_rng(0).standard_normal((8, 5))
     >>> y = np.array(["a", "a", "a", "b", "b", "b", "c", "c"])
     >>> mi = NTKMutualInformation().fit(J @ J.T, y, classes=["a", "b"])
