@@ -345,7 +345,9 @@ def test_same_seed_same_value_on_every_backend(backend):
 
 
 def test_exact_method_refuses_what_cannot_fit_before_allocating(monkeypatch):
-    monkeypatch.setattr(diffusion, "available_memory", lambda xp, device: 50 * 2**20)
+    from infoscope.estimators import _base
+
+    monkeypatch.setattr(_base, "available_memory", lambda xp, device: 50 * 2**20)
     X = np.zeros((5000, 2))
     with pytest.raises(ValueError) as info:
         diffusion_spectral_entropy(X, method="exact")

@@ -606,7 +606,9 @@ def test_mixed_libraries_are_refused_naming_both():
 
 
 def test_exact_method_refuses_what_cannot_fit(monkeypatch):
-    monkeypatch.setattr(hsic_module, "available_memory", lambda xp, device: 10**6)
+    from infoscope.estimators import _base
+
+    monkeypatch.setattr(_base, "available_memory", lambda xp, device: 10**6)
     X, Y = dependent(seed=22, n=400)
     with pytest.raises(
         ValueError,

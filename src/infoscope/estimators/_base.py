@@ -7,6 +7,7 @@ comes through ``infoscope.hsic(...)`` or ``infoscope.HSIC().fit(...)``.
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -24,7 +25,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..backends import (
     as_float,
+    available_memory,
     device_name,
+    format_bytes,
     is_array,
     namespace_and_device,
     namespace_name,
@@ -37,6 +40,7 @@ __all__ = [
     "StrOptions",
     "check_array",
     "check_consistent_length",
+    "check_square_arrays_fit",
     "check_targets",
     "subsample_rows",
 ]
@@ -245,6 +249,40 @@ def check_targets(
     return y
 
 
+def check_square_arrays_fit(
+    n: int,
+    count: int,
+    itemsize: int,
+    *,
+    xp: Any,
+    device: Any,
+    caller: str,
+    advice: Any,
+) -> None:
+    """Refuse, before allocating, `count` n x n arrays that cannot fit on `device`.
+
+    `advice(fits)` words the fix, given the largest n that would fit. Nothing
+    is checked where the free memory cannot be read.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.estimators._base import check_square_arrays_fit
+    >>> check_square_arrays_fit(10, 3, 8, xp=np, device="cpu", caller="demo",
+    ...                         advice=lambda fits: f"use at most {fits} samples")
+    """
+    needed = count * n * n * itemsize
+    free = available_memory(xp, device)
+    if free is None or needed <= free:
+        return
+    fits = math.isqrt(free // (count * itemsize))
+    raise ValueError(
+        f"{caller}: the exact method needs about {format_bytes(needed)} for {n} "
+        f"samples ({count} {n} x {n} arrays), but only {format_bytes(free)} is "
+        f"free on {device}. {advice(fits)}."
+    )
+
+
 def check_consistent_length(*, caller: str, **arrays: Any) -> None:
     """Raise if the named arrays do not all have the same number of samples.
 
@@ -320,20 +358,12 @@ class InfoscopeEstimator(BaseEstimator):
         if min_samples is None:
             min_samples = self._min_samples if reset else 1
         X = check_array(X, caller=caller, name=name, min_samples=min_samples)
-        xp, device = namespace_and_device(X)
-        backend = (namespace_name(xp), device_name(device))
         if reset:
+            xp, device = namespace_and_device(X)
             self.n_features_in_ = X.shape[1]
-            self._fit_backend = backend
+            self._fit_backend = (namespace_name(xp), device_name(device))
             return X
-        if backend != self._fit_backend:
-            fitted = "{} (device {!r})".format(*self._fit_backend)
-            given = "{} (device {!r})".format(*backend)
-            raise ValueError(
-                f"{caller}.{method}(): `{name}` must use the same namespace and "
-                f"device as fit: fitted on {fitted}, got {given}. Pass arrays of "
-                f"the same library and device, or fit again."
-            )
+        self._check_fit_backend(X, name=name, method=method)
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"{name} has {X.shape[1]} features, but {caller} is expecting "
@@ -341,6 +371,19 @@ class InfoscopeEstimator(BaseEstimator):
                 f"of the layer it was fitted on."
             )
         return X
+
+    def _check_fit_backend(self, X: Any, *, name: str, method: str) -> None:
+        """Raise if `X` is not on the library and device seen in ``fit``."""
+        xp, device = namespace_and_device(X)
+        backend = (namespace_name(xp), device_name(device))
+        if backend != self._fit_backend:
+            fitted = "{} (device {!r})".format(*self._fit_backend)
+            given = "{} (device {!r})".format(*backend)
+            raise ValueError(
+                f"{type(self).__name__}.{method}(): `{name}` must use the same "
+                f"namespace and device as fit: fitted on {fitted}, got {given}. "
+                f"Pass arrays of the same library and device, or fit again."
+            )
 
 
 def subsample_rows(X: Any, max_samples: int | None, rng: Any) -> tuple[Any, Any]:

@@ -31,7 +31,6 @@ from ..backends import (
     eigvals_abs,
     eigvalsh,
     float_dtype,
-    format_bytes,
     matmul,
     namespace_and_device,
     pairwise_sq_distances,
@@ -50,6 +49,7 @@ from ._base import (
     Interval,
     StrOptions,
     check_array,
+    check_square_arrays_fit,
     subsample_rows,
     validate_parameter_constraints,
 )
@@ -114,17 +114,17 @@ def _resolve_sigma(sigma, X, rng) -> float:
 
 def _check_exact_fits(n: int, xp: Any, device: Any, caller: str) -> None:
     """Refuse, before allocating, an exact N x N computation that cannot fit."""
-    itemsize = 8 if float_dtype(xp, device) == xp.float64 else 4
-    needed = 3 * n * n * itemsize
-    free = available_memory(xp, device)
-    if free is None or needed <= free:
-        return
-    fits = math.isqrt(free // (3 * itemsize))
-    raise ValueError(
-        f"{caller}: the exact method needs about {format_bytes(needed)} for "
-        f"{n} samples (three {n} x {n} arrays), but only {format_bytes(free)} is "
-        f"free on {device}. Use method='approximate', or max_samples={fits} (or "
-        "fewer) to compute on a random subset."
+    check_square_arrays_fit(
+        n,
+        3,
+        8 if float_dtype(xp, device) == xp.float64 else 4,
+        xp=xp,
+        device=device,
+        caller=caller,
+        advice=lambda fits: (
+            f"Use method='approximate', or max_samples={fits} (or fewer) to "
+            f"compute on a random subset"
+        ),
     )
 
 

@@ -38,10 +38,8 @@ from sklearn.utils.metaestimators import available_if
 
 from ..backends import (
     asarray,
-    available_memory,
     check_random_state,
     device_name,
-    format_bytes,
     is_array,
     matmul,
     namespace_and_device,
@@ -56,6 +54,7 @@ from ._base import (
     StrOptions,
     check_array,
     check_consistent_length,
+    check_square_arrays_fit,
     check_targets,
     validate_parameter_constraints,
 )
@@ -247,19 +246,18 @@ def _pair(X, Y, *, caller, estimator, x_name="X", y_name="Y"):
 
 
 def _check_exact_fits(n: int, count: int, X: Any, caller: str) -> None:
-    """Refuse, before allocating, `count` n x n arrays that cannot fit."""
+    """Refuse, before allocating, `count` n x n arrays of X's dtype that cannot fit."""
     xp, device = namespace_and_device(X)
-    itemsize = 8 if X.dtype == xp.float64 else 4
-    needed = count * n * n * itemsize
-    free = available_memory(xp, device)
-    if free is None or needed <= free:
-        return
-    fits = math.isqrt(free // (count * itemsize))
-    raise ValueError(
-        f"{caller}: the exact method needs about {format_bytes(needed)} for {n} "
-        f"samples ({count} {n} x {n} arrays), but only {format_bytes(free)} is "
-        f"free on {device}. Use method='approximate' (linear in n), or pass at "
-        f"most {fits} samples."
+    check_square_arrays_fit(
+        n,
+        count,
+        8 if X.dtype == xp.float64 else 4,
+        xp=xp,
+        device=device,
+        caller=caller,
+        advice=lambda fits: (
+            f"Use method='approximate' (linear in n), or pass at most {fits} samples"
+        ),
     )
 
 
@@ -1214,19 +1212,12 @@ class HSICPlane(InfoscopeEstimator):
 
     def _check_layer(self, H, name, caller):
         H = check_array(H, caller=caller, name=name, min_samples=1)
-        xp, device = namespace_and_device(H)
-        backend = (namespace_name(xp), device_name(device))
-        if backend != self._fit_backend:
-            fitted = "{} (device {!r})".format(*self._fit_backend)
-            given = "{} (device {!r})".format(*backend)
-            raise ValueError(
-                f"{caller}.transform(): `{name}` must use the same namespace and "
-                f"device as fit: fitted on {fitted}, got {given}."
-            )
+        self._check_fit_backend(H, name=name, method="transform")
         if H.shape[0] != self.n_samples_:
             raise ValueError(
                 f"{caller}.transform(): `{name}` has {H.shape[0]} samples but fit "
                 f"saw {self.n_samples_}; pass each layer's activations of the "
                 f"samples given to fit, in the same order."
             )
+        xp, _ = namespace_and_device(H)
         return xp.astype(H, self._centred_x.dtype, copy=False)
