@@ -24,7 +24,12 @@ from infoscope import (
     shannon_entropy,
     shannon_mutual_information,
 )
-from infoscope.backends import namespace_and_device, namespace_name, to_numpy
+from infoscope.backends import (
+    device_name,
+    namespace_and_device,
+    namespace_name,
+    to_numpy,
+)
 from infoscope.estimators import diffusion
 
 
@@ -440,6 +445,20 @@ def test_max_samples_subsamples_reproducibly():
     assert a.entropy_ == b.entropy_
     assert a.entropy_ == pytest.approx(
         diffusion_spectral_entropy(X[a.sample_indices_], sigma=4.0), rel=1e-12
+    )
+
+
+def test_sample_indices_live_with_x_and_index_it(backend):
+    X = backend.asarray(data(n=120))
+    est = DiffusionSpectralEntropy(sigma=4.0, max_samples=50, random_state=3).fit(X)
+    indices = est.sample_indices_
+    assert type(indices) is type(X)
+    assert device_name(namespace_and_device(indices)[1]) == device_name(
+        namespace_and_device(X)[1]
+    )
+    kept = backend.xp.take(X, indices, axis=0)
+    assert est.entropy_ == pytest.approx(
+        diffusion_spectral_entropy(kept, sigma=4.0), rel=1e-9
     )
 
 

@@ -700,8 +700,9 @@ n_lanczos_steps, n_deflate, n_landmarks
         All eigenvalues of the operator, descending (exact method only).
     sigma_ : float
         The bandwidth used (resolves "median").
-    sample_indices_ : numpy.ndarray or None
-        Rows of `X` kept by `max_samples`.
+    sample_indices_ : array of shape (max_samples,) or None
+        Rows of `X` kept by `max_samples`, ascending, as integers in X's
+        namespace and on its device (they index `X` directly).
     diffusion_eigenvalues_ : array of shape (n_components,)
     embedding_ : array of shape (n_fit_samples, n_components)
         Diffusion-map coordinates of the fitted samples.
@@ -765,7 +766,8 @@ n_lanczos_steps, n_deflate, n_landmarks
         X = self._validate_data(X, reset=True)
         xp, device = namespace_and_device(X)
         rng = check_random_state(self.random_state)
-        X, self.sample_indices_ = subsample_rows(X, self.max_samples, rng)
+        X, rows = subsample_rows(X, self.max_samples, rng)
+        self.sample_indices_ = None if rows is None else xp.asarray(rows, device=device)
         self._check_components(X.shape[0])
         spectrum = _dse(
             X,
