@@ -688,3 +688,60 @@ def test_hyppo_statistic_is_unbiased_cka_with_x_median_shared():
         assert independence.Hsic(bias=True).statistic(x, y) == pytest.approx(
             math.sqrt(cka(x, y, sigma_x=s)), rel=1e-9
         )
+
+
+# ---- the approximate plane
+
+
+def test_approximate_plane_tracks_the_exact_plane():
+    X, H = layer_data(3000, seed=5, d=30)
+    rng = np.random.default_rng(5)
+    H2 = np.tanh(H @ rng.normal(size=(30, 20)) / 5)
+    y = np.digitize(X[:, 0] + X[:, 1], [-1, 0, 1])
+    for normalized in (False, True):
+        exact = HSICPlane(normalized=normalized).fit(X, y).transform([H, H2])
+        plane = HSICPlane(normalized=normalized, method="approximate", random_state=0)
+        approximate = plane.fit(X, y).transform([H, H2])
+        assert approximate.dtype == np.float32
+        np.testing.assert_allclose(approximate, exact, rtol=0.03)
+        # An int random_state draws the same features on every call.
+        np.testing.assert_array_equal(plane.transform([H, H2]), approximate)
+
+
+def test_approximate_plane_computes_x_features_once_per_chunk(monkeypatch):
+    X, H = layer_data(1000, seed=6, d=10)
+    y = (X[:, 0] > 0).astype(int)
+    plane = HSICPlane(method="approximate", batch_size=300, random_state=0).fit(X, y)
+    calls = []
+    original = plane._map_x.blocks
+    monkeypatch.setattr(
+        plane._map_x, "blocks", lambda A: calls.append(A.shape[0]) or original(A)
+    )
+    plane.transform([H, H, H])
+    assert calls == [300, 300, 300, 100]
+
+
+def test_approximate_plane_needs_no_n_by_n_array():
+    # 200,000 samples: the exact plane's Grams would need 320 GB each.
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(200_000, 4)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    H = np.maximum(X @ rng.normal(size=(4, 8)).astype(np.float32), 0)
+    with pytest.raises(ValueError, match="the exact method needs about"):
+        HSICPlane().fit(X, y)
+    out = HSICPlane(method="approximate", n_components=64, random_state=0).fit(X, y)
+    coordinates = out.transform([H, X[:, 1:]])
+    # The layer that carries X[:, 0] tells more about the label than one without.
+    assert coordinates[0, 1] > 5 * coordinates[1, 1]
+
+
+def test_approximate_plane_gives_the_same_coordinates_on_every_backend(backend):
+    X, y, layers = plane_data(seed=8, n=400)
+    expected = (
+        HSICPlane(method="approximate", random_state=2).fit(X, y).transform(layers)
+    )
+    plane = HSICPlane(method="approximate", random_state=2)
+    plane.fit(backend.asarray(X), backend.asarray(y))
+    got = plane.transform([backend.asarray(H) for H in layers])
+    assert type(got) is type(backend.asarray(X))
+    np.testing.assert_allclose(to_numpy(got), expected, rtol=1e-4)

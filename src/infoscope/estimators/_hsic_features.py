@@ -216,30 +216,34 @@ class PairMoments:
 
 
 class StreamedHSIC:
-    """HSIC(X, Y) (and, with ``normalized``, CKA) from feature maps, chunk by chunk.
+    """HSIC(X, Y) (and self terms for CKA) from feature maps, chunk by chunk.
 
     Pairs block ``k % R_x`` of X's features with block ``k % R_y`` of Y's for
-    ``k < max(R_x, R_y)`` and averages; the self terms of CKA pair a random
-    map's block with the next one (independent draws), and a deterministic
-    map's only block with itself.
+    ``k < max(R_x, R_y)`` and averages; the self terms (``self_terms``: "xx",
+    "yy" or both) pair a random map's block with the next one (independent
+    draws), and a deterministic map's only block with itself.
     """
 
-    def __init__(self, map_x, map_y, *, unbiased: bool, normalized: bool):
+    def __init__(self, map_x, map_y, *, unbiased: bool, self_terms=()):
         self.map_x, self.map_y = map_x, map_y
         n_pairs = max(map_x.n_blocks, map_y.n_blocks)
-        self._xy = [(k % map_x.n_blocks, k % map_y.n_blocks) for k in range(n_pairs)]
-        self._moments = {("xy", i, j): PairMoments(unbiased) for i, j in self._xy}
-        if normalized:
-            for name, fmap in (("xx", map_x), ("yy", map_y)):
-                for i, j in _self_pairs(fmap):
-                    self._moments[(name, i, j)] = PairMoments(unbiased)
+        xy = [(k % map_x.n_blocks, k % map_y.n_blocks) for k in range(n_pairs)]
+        self._moments = {("xy", i, j): PairMoments(unbiased) for i, j in xy}
+        for name in self_terms:
+            fmap = map_x if name == "xx" else map_y
+            for i, j in _self_pairs(fmap):
+                self._moments[(name, i, j)] = PairMoments(unbiased)
         self.n_samples = 0
 
     def update(self, X: Any, Y: Any) -> None:
-        blocks = {"x": self.map_x.blocks(X), "y": self.map_y.blocks(Y)}
+        self.update_blocks(self.map_x.blocks(X), self.map_y.blocks(Y))
+
+    def update_blocks(self, blocks_x: list, blocks_y: list) -> None:
+        """Add a chunk whose features the caller has computed (and may reuse)."""
+        blocks = {"x": blocks_x, "y": blocks_y}
         for (kind, i, j), moments in self._moments.items():
             moments.update(blocks[kind[0]][i], blocks[kind[1]][j])
-        self.n_samples += X.shape[0]
+        self.n_samples += blocks_x[0].shape[0]
 
     def value(self, kind: str = "xy") -> float:
         values = [m.hsic() for (k, _, _), m in self._moments.items() if k == kind]

@@ -302,7 +302,10 @@ def _exact(X, Y, kx, ky, *, unbiased, normalized, rng, caller) -> _Value:
     n = X.shape[0]
     if _use_features(kx, ky, n, X.shape[1], Y.shape[1], normalized):
         streamed = StreamedHSIC(
-            LinearFeatures(), LinearFeatures(), unbiased=unbiased, normalized=normalized
+            LinearFeatures(),
+            LinearFeatures(),
+            unbiased=unbiased,
+            self_terms=("xx", "yy") if normalized else (),
         )
         _update_in_chunks(streamed, X, Y, DEFAULT_BATCH_SIZE)
         return _streamed_value(streamed, normalized, None, None)
@@ -342,6 +345,36 @@ def _streamed_value(streamed, normalized, sigma_x, sigma_y) -> _Value:
     )
 
 
+def _feature_map(kernel: _Kernel, sigma, X, rng, params: dict, caller: str):
+    """The feature map of one variable for the approximate method.
+
+    Linear kernels keep their exact features; Gaussian kernels get random
+    Fourier features (``approximation="rff"``), any kernel Nystrom features
+    on ``n_components`` landmarks drawn from the rows of `X`.
+    """
+    if kernel.kind == "linear":
+        return LinearFeatures()
+    xp, device = namespace_and_device(X)
+    m = params["n_components"]
+    if params["approximation"] == "rff":
+        if kernel.kind != "gaussian":
+            raise ValueError(
+                f"{caller}: random Fourier features exist for the gaussian "
+                f"kernel only, and kernel_{kernel.name} is {kernel.kind!r}; pass "
+                f"approximation='nystrom'."
+            )
+        if m < 4:
+            raise ValueError(
+                f"{caller}: random Fourier features need n_components >= 4 (two "
+                f"independent blocks of a cosine and a sine feature), got {m}; "
+                f"pass more, or approximation='nystrom'."
+            )
+        return FourierFeatures(X.shape[1], m, sigma, rng, xp, device, X.dtype)
+    rows = np.sort(rng.choice(X.shape[0], min(m, X.shape[0]), replace=False))
+    landmarks = xp.take(X, xp.asarray(rows, device=device), axis=0)
+    return NystromFeatures(landmarks, kernel.function(sigma))
+
+
 class _Stream:
     """The approximate method's state: feature maps fixed by the first chunk."""
 
@@ -369,37 +402,14 @@ class _Stream:
         params = self.params
         self.sigma_x = self.kx.bandwidth(X, rng, self.caller)
         self.sigma_y = self.ky.bandwidth(Y, rng, self.caller)
-        map_x = self._feature_map(self.kx, self.sigma_x, X, rng)
-        map_y = self._feature_map(self.ky, self.sigma_y, Y, rng)
+        map_x = _feature_map(self.kx, self.sigma_x, X, rng, params, self.caller)
+        map_y = _feature_map(self.ky, self.sigma_y, Y, rng, params, self.caller)
         self.streamed = StreamedHSIC(
             map_x,
             map_y,
             unbiased=params["estimator"] == "unbiased",
-            normalized=params["normalized"],
+            self_terms=("xx", "yy") if params["normalized"] else (),
         )
-
-    def _feature_map(self, kernel: _Kernel, sigma, X, rng):
-        if kernel.kind == "linear":
-            return LinearFeatures()
-        xp, device = namespace_and_device(X)
-        m = self.params["n_components"]
-        if self.params["approximation"] == "rff":
-            if kernel.kind != "gaussian":
-                raise ValueError(
-                    f"{self.caller}: random Fourier features exist for the "
-                    f"gaussian kernel only, and kernel_{kernel.name} is "
-                    f"{kernel.kind!r}; pass approximation='nystrom'."
-                )
-            if m < 4:
-                raise ValueError(
-                    f"{self.caller}: random Fourier features need n_components "
-                    f">= 4 (two independent blocks of a cosine and a sine "
-                    f"feature), got {m}; pass more, or approximation='nystrom'."
-                )
-            return FourierFeatures(X.shape[1], m, sigma, rng, xp, device, X.dtype)
-        rows = np.sort(rng.choice(X.shape[0], min(m, X.shape[0]), replace=False))
-        landmarks = xp.take(X, xp.asarray(rows, device=device), axis=0)
-        return NystromFeatures(landmarks, kernel.function(sigma))
 
     def update(self, X: Any, Y: Any) -> None:
         batch = self.params["batch_size"] or DEFAULT_BATCH_SIZE
@@ -1044,8 +1054,18 @@ class HSICPlane(InfoscopeEstimator):
     normalized : bool, default=False
         CKA coordinates, ``HSIC(H, X) / sqrt(HSIC(H, H) HSIC(X, X))``, so
         that layers of different widths compare (one more centring per layer).
+    method : {"exact", "approximate"}, default="exact"
+        "exact" caches the two centred n x n Grams (n up to about 10^4 on a
+        large machine); "approximate" keeps X and the encoded targets and
+        streams every layer, with X's and Y's features, over chunks of
+        samples (:func:`hsic`'s approximate method): time linear in n,
+        memory that of the activations.
+    approximation, n_components, batch_size
+        As in :func:`hsic`, for ``method="approximate"``.
     random_state : int, numpy.random.Generator or None, default=None
-        For the median's subset above 4,000 samples.
+        For the median's subset above 4,000 samples, the random features and
+        the landmarks. ``transform`` draws each layer's features afresh from
+        it, so with an int it returns the same numbers on every call.
 
     Attributes
     ----------
@@ -1084,6 +1104,10 @@ class HSICPlane(InfoscopeEstimator):
         "target_type": [StrOptions({"auto", "classes", "continuous"})],
         "estimator": _HSIC_PARAMETERS["estimator"],
         "normalized": ["boolean"],
+        "method": _HSIC_PARAMETERS["method"],
+        "approximation": _HSIC_PARAMETERS["approximation"],
+        "n_components": _HSIC_PARAMETERS["n_components"],
+        "batch_size": _HSIC_PARAMETERS["batch_size"],
         "random_state": ["random_state"],
     }
 
@@ -1097,6 +1121,10 @@ class HSICPlane(InfoscopeEstimator):
         target_type="auto",
         estimator="biased",
         normalized=False,
+        method="exact",
+        approximation="rff",
+        n_components=1024,
+        batch_size=None,
         random_state=None,
     ):
         self.kernel = kernel
@@ -1106,12 +1134,22 @@ class HSICPlane(InfoscopeEstimator):
         self.target_type = target_type
         self.estimator = estimator
         self.normalized = normalized
+        self.method = method
+        self.approximation = approximation
+        self.n_components = n_components
+        self.batch_size = batch_size
         self.random_state = random_state
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
         return tags
+
+    def _feature_params(self) -> dict:
+        return {
+            "approximation": self.approximation,
+            "n_components": self.n_components,
+        }
 
     def fit(self, X, y):
         """Cache the centred Grams of the inputs `X` and the targets `y`.
@@ -1137,20 +1175,45 @@ class HSICPlane(InfoscopeEstimator):
         else:
             kernel_y = "linear" if self.classes_ is not None else self.kernel
         n = X.shape[0]
-        _check_exact_fits(n, 4, X, caller)
+        self.n_samples_ = n
         rng = check_random_state(self.random_state)
         kx = _Kernel(self.kernel, self.sigma, "x")
         sigma_y = self.sigma if self.sigma_y is None else self.sigma_y
         ky = _Kernel(kernel_y, sigma_y, "y")
+        if self.method == "approximate":
+            return self._fit_features(X, Y, kx, ky, rng, caller)
+        _check_exact_fits(n, 4, X, caller)
         K, self.sigma_x_ = kx.gram(X, rng, caller)
         self._centred_x = _centre(K, unbiased)
         L, self.sigma_y_ = ky.gram(Y, rng, caller)
         self._centred_y = _centre(L, unbiased)
-        self.n_samples_ = n
         if self.normalized:
             c = _normalizer(n, unbiased)
             self.hsic_xx_ = _inner(self._centred_x, self._centred_x) / c
             self.hsic_yy_ = _inner(self._centred_y, self._centred_y) / c
+        return self
+
+    def _fit_features(self, X, Y, kx, ky, rng, caller):
+        """The approximate method: X, Y and their feature maps, kept."""
+        xp, _ = namespace_and_device(X)
+        X = xp.astype(X, xp.float32, copy=False)
+        Y = xp.astype(Y, xp.float32, copy=False)
+        params = self._feature_params()
+        self.sigma_x_ = kx.bandwidth(X, rng, caller)
+        self.sigma_y_ = ky.bandwidth(Y, rng, caller)
+        self._map_x = _feature_map(kx, self.sigma_x_, X, rng, params, caller)
+        self._map_y = _feature_map(ky, self.sigma_y_, Y, rng, params, caller)
+        self._X, self._Y = X, Y
+        if self.normalized:
+            streamed = StreamedHSIC(
+                self._map_x,
+                self._map_y,
+                unbiased=self.estimator == "unbiased",
+                self_terms=("xx", "yy"),
+            )
+            _update_in_chunks(streamed, X, Y, self.batch_size or DEFAULT_BATCH_SIZE)
+            self.hsic_xx_ = streamed.value("xx")
+            self.hsic_yy_ = streamed.value("yy")
         return self
 
     def transform(self, layers):
@@ -1165,8 +1228,8 @@ class HSICPlane(InfoscopeEstimator):
         Returns
         -------
         array of shape (n_layers, 2)
-            In X's namespace, device and dtype; CKA coordinates with
-            ``normalized=True``.
+            In X's namespace, device and dtype (float32 with
+            ``method="approximate"``); CKA coordinates with ``normalized=True``.
         """
         from sklearn.utils.validation import check_is_fitted
 
@@ -1188,27 +1251,88 @@ class HSICPlane(InfoscopeEstimator):
             named = [(f"layers[{i}]", v) for i, v in enumerate(layers)]
         if not named:
             raise ValueError(f"{caller}.transform(): `layers` is empty.")
+        layers = [(name, self._check_layer(H, name, caller)) for name, H in named]
+        if self.method == "approximate":
+            rows = self._transform_features(layers, caller)
+        else:
+            rows = self._transform_grams(layers, caller)
+        xp, device = namespace_and_device(layers[0][1])
+        return xp.asarray(rows, dtype=self._dtype, device=device)
+
+    def _coordinates(self, name, to_x, to_y, self_term, caller):
+        if not self.normalized:
+            return [to_x, to_y]
+        try:
+            return [
+                _cka(to_x, self_term, self.hsic_xx_),
+                _cka(to_y, self_term, self.hsic_yy_),
+            ]
+        except ValueError as exc:
+            raise ValueError(f"{caller}.transform(): {name}: {exc}") from None
+
+    def _transform_grams(self, layers, caller):
         unbiased = self.estimator == "unbiased"
         c = _normalizer(self.n_samples_, unbiased)
         kernel = _Kernel(self.kernel, self.sigma, "x")
         rng = check_random_state(self.random_state)
         rows = []
-        for name, H in named:
-            H = self._check_layer(H, name, caller)
+        for name, H in layers:
             K, _ = kernel.gram(H, rng, caller)
             to_x = _inner(K, self._centred_x) / c
             to_y = _inner(K, self._centred_y) / c
+            self_term = None
             if self.normalized:
                 K = _centre(K, unbiased)
                 self_term = _inner(K, K) / c
-                try:
-                    to_x = _cka(to_x, self_term, self.hsic_xx_)
-                    to_y = _cka(to_y, self_term, self.hsic_yy_)
-                except ValueError as exc:
-                    raise ValueError(f"{caller}.transform(): {name}: {exc}") from None
-            rows.append([to_x, to_y])
-        xp, device = namespace_and_device(self._centred_x)
-        return xp.asarray(rows, dtype=self._centred_x.dtype, device=device)
+            rows.append(self._coordinates(name, to_x, to_y, self_term, caller))
+        return rows
+
+    def _transform_features(self, layers, caller):
+        """One pass over chunks: X's and Y's features computed once per chunk."""
+        kernel = _Kernel(self.kernel, self.sigma, "x")
+        rng = check_random_state(self.random_state)
+        params = self._feature_params()
+        unbiased = self.estimator == "unbiased"
+        streams = []
+        for _, H in layers:
+            sigma = kernel.bandwidth(H, rng, caller)
+            map_h = _feature_map(kernel, sigma, H, rng, params, caller)
+            streams.append(
+                (
+                    StreamedHSIC(
+                        map_h,
+                        self._map_x,
+                        unbiased=unbiased,
+                        self_terms=("xx",) if self.normalized else (),
+                    ),
+                    StreamedHSIC(map_h, self._map_y, unbiased=unbiased),
+                )
+            )
+        n, batch = self.n_samples_, self.batch_size or DEFAULT_BATCH_SIZE
+        for start in range(0, n, batch):
+            chunk = slice(start, min(start + batch, n))
+            blocks_x = self._map_x.blocks(self._X[chunk, ...])
+            blocks_y = self._map_y.blocks(self._Y[chunk, ...])
+            for (_, H), (to_x, to_y) in zip(layers, streams, strict=True):
+                blocks_h = to_x.map_x.blocks(H[chunk, ...])
+                to_x.update_blocks(blocks_h, blocks_x)
+                to_y.update_blocks(blocks_h, blocks_y)
+        rows = []
+        for (name, _), (to_x, to_y) in zip(layers, streams, strict=True):
+            self_term = to_x.value("xx") if self.normalized else None
+            rows.append(
+                self._coordinates(
+                    name, to_x.value("xy"), to_y.value("xy"), self_term, caller
+                )
+            )
+        return rows
+
+    @property
+    def _dtype(self):
+        """The dtype of the fitted state (and of the coordinates)."""
+        if self.method == "approximate":
+            return self._X.dtype
+        return self._centred_x.dtype
 
     def _check_layer(self, H, name, caller):
         H = check_array(H, caller=caller, name=name, min_samples=1)
@@ -1220,4 +1344,4 @@ class HSICPlane(InfoscopeEstimator):
                 f"samples given to fit, in the same order."
             )
         xp, _ = namespace_and_device(H)
-        return xp.astype(H, self._centred_x.dtype, copy=False)
+        return xp.astype(H, self._dtype, copy=False)
