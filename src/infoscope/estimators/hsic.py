@@ -35,6 +35,8 @@ import array_api_extra as xpx
 import numpy as np
 from scipy import stats
 from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import type_of_target
+from sklearn.utils.validation import check_is_fitted
 
 from ..backends import (
     asarray,
@@ -132,14 +134,10 @@ class _Kernel:
     def function(self, sigma: float | None) -> Callable[[Any, Any], Any]:
         """``kernel(A, B)`` for the Nystrom features."""
         if self.kind == "gaussian":
-            return functools.partial(_gaussian_cross, sigma=sigma)
+            return functools.partial(gaussian_kernel, sigma=sigma)
         if self.kind == "linear":
             return lambda A, B: matmul(A, B.T)
         return self.kind
-
-
-def _gaussian_cross(A: Any, B: Any, *, sigma: float) -> Any:
-    return gaussian_kernel(A, B, sigma=sigma)
 
 
 def _call_kernel(kernel, A, B, caller, name):
@@ -163,6 +161,19 @@ def _kernels(kernel_x, kernel_y, sigma_x, sigma_y) -> tuple[_Kernel, _Kernel]:
     if sigma_y is None:
         sigma_y = sigma_x
     return _Kernel(kernel_x, sigma_x, "x"), _Kernel(kernel_y, sigma_y, "y")
+
+
+def _kernels_of(params: dict) -> tuple[_Kernel, _Kernel]:
+    return _kernels(
+        params["kernel_x"], params["kernel_y"], params["sigma_x"], params["sigma_y"]
+    )
+
+
+def _target_kernel(kernel_y: Any, classes: Any, default: Any) -> Any:
+    """Y's kernel: as given, else the delta kernel for classes, else `default`."""
+    if kernel_y is not None:
+        return kernel_y
+    return "linear" if classes is not None else default
 
 
 # ---- centred Grams and their inner products
@@ -424,9 +435,7 @@ class _Stream:
 def _compute(X, Y, params: dict, caller: str) -> _Value:
     """Validated X and Y, validated params -> the value (one implementation)."""
     rng = check_random_state(params["random_state"])
-    kx, ky = _kernels(
-        params["kernel_x"], params["kernel_y"], params["sigma_x"], params["sigma_y"]
-    )
+    kx, ky = _kernels_of(params)
     if params["method"] == "exact":
         return _exact(
             X,
@@ -760,6 +769,13 @@ def _gamma_test(K: Any, L: Any) -> HSICTestResult:
     return HSICTestResult(statistic / (n - 1) ** 2, pvalue)
 
 
+def _one_hot(codes: np.ndarray, n_classes: int, X: Any) -> Any:
+    """One-hot rows of the class codes, in X's namespace, device and dtype."""
+    xp, device = namespace_and_device(X)
+    one_hot = codes[:, None] == np.arange(n_classes)[None, :]
+    return asarray(one_hot, xp=xp, device=device, dtype=X.dtype)
+
+
 def _encode_targets(X, y, target_type, caller):
     """Targets as a 2-D float array in X's namespace, device and dtype.
 
@@ -773,14 +789,11 @@ def _encode_targets(X, y, target_type, caller):
     y = check_targets(y, caller=caller)
     check_consistent_length(caller=caller, X=X, y=y)
     kind = target_type
+    host = to_numpy(y) if kind != "continuous" else None
     if kind == "auto":
-        from sklearn.utils.multiclass import type_of_target
-
-        host = y if isinstance(y, np.ndarray) else to_numpy(y)
         found = type_of_target(host)
         kind = "classes" if found in ("binary", "multiclass") else "continuous"
     if kind == "classes":
-        host = y if isinstance(y, np.ndarray) else to_numpy(y)
         if host.ndim != 1:
             raise ValueError(
                 f"{caller}: class labels `y` must be 1-D, got shape {host.shape}; "
@@ -788,8 +801,7 @@ def _encode_targets(X, y, target_type, caller):
                 f"multi-output targets."
             )
         classes, codes = np.unique(host, return_inverse=True)
-        one_hot = codes[:, None] == np.arange(len(classes))[None, :]
-        return asarray(one_hot, xp=xp, device=device, dtype=X.dtype), classes
+        return _one_hot(codes, len(classes), X), classes
     y = check_targets(y, caller=caller, numeric=True)
     y_xp, y_device = namespace_and_device(y)
     if (namespace_name(y_xp), device_name(y_device)) != (
@@ -909,10 +921,11 @@ n_components, batch_size, random_state
         """The function's parameters, with y's kernel resolved."""
         params = self.get_params(deep=False)
         del params["target_type"]
-        kernel_y = self.kernel_y
-        if kernel_y is None and self.classes_ is not None:
-            kernel_y = "linear"  # the delta kernel of the one-hot labels
-        return {**params, "kernel_y": kernel_y}
+        # None stays None for continuous targets: _kernels then takes X's.
+        return {
+            **params,
+            "kernel_y": _target_kernel(self.kernel_y, self.classes_, None),
+        }
 
     def fit(self, X, y):
         """Compute HSIC(X, y) on all samples.
@@ -967,13 +980,7 @@ n_components, batch_size, random_state
         if first:
             Y, self.classes_ = _encode_targets(X, y, self.target_type, caller)
             params = self._params()
-            kx, ky = _kernels(
-                params["kernel_x"],
-                params["kernel_y"],
-                params["sigma_x"],
-                params["sigma_y"],
-            )
-            stream = _Stream(params, kx, ky, caller)
+            stream = _Stream(params, *_kernels_of(params), caller)
         else:
             stream = self._stream
             Y = self._encode_chunk(X, y, caller)
@@ -1008,10 +1015,7 @@ n_components, batch_size, random_state
                 f"not have ({unseen[:5].tolist()}); the classes are fixed by the "
                 f"first chunk, so include every class in it."
             )
-        codes = np.searchsorted(self.classes_, labels)
-        one_hot = codes[:, None] == np.arange(len(self.classes_))[None, :]
-        xp, device = namespace_and_device(X)
-        return asarray(one_hot, xp=xp, device=device, dtype=X.dtype)
+        return _one_hot(np.searchsorted(self.classes_, labels), len(self.classes_), X)
 
     def _store(self, value: _Value) -> None:
         self.hsic_ = value.hsic
@@ -1170,10 +1174,7 @@ class HSICPlane(InfoscopeEstimator):
         unbiased = self.estimator == "unbiased"
         X = self._validate_data(X, reset=True, min_samples=_min_samples(self.estimator))
         Y, self.classes_ = _encode_targets(X, y, self.target_type, caller)
-        if self.kernel_y is not None:
-            kernel_y = self.kernel_y
-        else:
-            kernel_y = "linear" if self.classes_ is not None else self.kernel
+        kernel_y = _target_kernel(self.kernel_y, self.classes_, self.kernel)
         n = X.shape[0]
         self.n_samples_ = n
         rng = check_random_state(self.random_state)
@@ -1195,25 +1196,22 @@ class HSICPlane(InfoscopeEstimator):
 
     def _fit_features(self, X, Y, kx, ky, rng, caller):
         """The approximate method: X, Y and their feature maps, kept."""
-        xp, _ = namespace_and_device(X)
-        X = xp.astype(X, xp.float32, copy=False)
-        Y = xp.astype(Y, xp.float32, copy=False)
-        params = self._feature_params()
-        self.sigma_x_ = kx.bandwidth(X, rng, caller)
-        self.sigma_y_ = ky.bandwidth(Y, rng, caller)
-        self._map_x = _feature_map(kx, self.sigma_x_, X, rng, params, caller)
-        self._map_y = _feature_map(ky, self.sigma_y_, Y, rng, params, caller)
+        params = {
+            **self._feature_params(),
+            "estimator": self.estimator,
+            "normalized": self.normalized,
+            "batch_size": self.batch_size,
+        }
+        stream = _Stream(params, kx, ky, caller)
+        X, Y = stream.cast(X, Y)
+        stream.start(X, Y, rng)
+        self.sigma_x_, self.sigma_y_ = stream.sigma_x, stream.sigma_y
+        self._map_x, self._map_y = stream.streamed.map_x, stream.streamed.map_y
         self._X, self._Y = X, Y
         if self.normalized:
-            streamed = StreamedHSIC(
-                self._map_x,
-                self._map_y,
-                unbiased=self.estimator == "unbiased",
-                self_terms=("xx", "yy"),
-            )
-            _update_in_chunks(streamed, X, Y, self.batch_size or DEFAULT_BATCH_SIZE)
-            self.hsic_xx_ = streamed.value("xx")
-            self.hsic_yy_ = streamed.value("yy")
+            stream.update(X, Y)
+            value = stream.value()
+            self.hsic_xx_, self.hsic_yy_ = value.hsic_xx, value.hsic_yy
         return self
 
     def transform(self, layers):
@@ -1231,8 +1229,6 @@ class HSICPlane(InfoscopeEstimator):
             In X's namespace, device and dtype (float32 with
             ``method="approximate"``); CKA coordinates with ``normalized=True``.
         """
-        from sklearn.utils.validation import check_is_fitted
-
         check_is_fitted(self)
         caller = type(self).__name__
         if isinstance(layers, Mapping):
