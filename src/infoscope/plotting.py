@@ -1,0 +1,497 @@
+"""Plots of the information measures that :mod:`infoscope.monitor` records.
+
+Each function draws with :class:`matplotlib.figure.Figure` directly (no pyplot,
+so no global state and no window) and returns the figure:
+
+- :func:`information_plane`: layer trajectories in the HSIC (or CKA) plane;
+- :func:`measure_curves`: every measure against step, one line per layer;
+- :func:`snr_scatter`: Node SNR weights against their input-output covariance;
+- :func:`ntk_spectrum`: NTK eigenvalues against rank, one curve per step;
+- :func:`report`: all of the above for a whole run.
+
+The history is the monitor's tidy :class:`pandas.DataFrame` with the columns
+``step``, ``layer``, ``measure`` and ``value``; arrays may come from any
+library :func:`infoscope.backends.to_numpy` converts. Needs matplotlib:
+``pip install "infoscope[plot]"``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+try:
+    from matplotlib.axes import Axes
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess
+    raise ImportError(
+        'infoscope.plotting needs matplotlib: pip install "infoscope[plot]"'
+    ) from exc
+
+from .backends import to_numpy
+
+__all__ = [
+    "information_plane",
+    "measure_curves",
+    "ntk_spectrum",
+    "report",
+    "snr_scatter",
+]
+
+_COLUMNS = ("step", "layer", "measure", "value")
+_LABELS = {
+    "hsic_x": "HSIC(H, X)",
+    "hsic_y": "HSIC(H, Y)",
+    "cka_x": "CKA(H, X)",
+    "cka_y": "CKA(H, Y)",
+}
+_PLANES = (("hsic_x", "hsic_y"), ("cka_x", "cka_y"))
+_MODEL = "model"
+
+
+def _check_history(history: Any, name: str = "history") -> Any:
+    columns = getattr(history, "columns", None)
+    if columns is None:
+        raise ValueError(
+            f"{name} must be a pandas DataFrame with the columns "
+            f"{list(_COLUMNS)}; got {type(history).__name__}"
+        )
+    missing = [c for c in _COLUMNS if c not in columns]
+    if missing:
+        raise ValueError(
+            f"{name} is missing the columns {missing}; it has {list(columns)}"
+        )
+    return history
+
+
+def _first_seen(values: Any) -> list:
+    return list(dict.fromkeys(values))
+
+
+def _check_in(wanted: Sequence, available: list, argname: str, what: str) -> None:
+    missing = [w for w in wanted if w not in available]
+    if missing:
+        raise ValueError(
+            f"{argname}: {missing} not in the history; available {what}: {available}"
+        )
+
+
+def _as_list(names: str | Sequence[str] | None) -> list[str] | None:
+    return [names] if isinstance(names, str) else None if names is None else list(names)
+
+
+def _new_axes(ax: Axes | None) -> Axes:
+    return Figure(layout="constrained").add_subplot() if ax is None else ax
+
+
+def _grid(n: int, width: float = 4.2, height: float = 3.2) -> tuple[Figure, list]:
+    ncols = min(3, n)
+    nrows = math.ceil(n / ncols)
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
+    axes = list(fig.subplots(nrows, ncols, squeeze=False).ravel())
+    for extra in axes[n:]:
+        fig.delaxes(extra)
+    return fig, axes[:n]
+
+
+def information_plane(
+    history: Any,
+    *,
+    x: str = "hsic_x",
+    y: str = "hsic_y",
+    layers: Sequence[str] | None = None,
+    ax: Axes | None = None,
+    cmap: str = "viridis",
+) -> Figure:
+    """Each layer's trajectory in the information plane, coloured by step.
+
+    Parameters
+    ----------
+    history : pandas.DataFrame
+        Columns ``step``, ``layer``, ``measure``, ``value``.
+    x, y : str, default "hsic_x", "hsic_y"
+        Measures on the horizontal and vertical axes (e.g. ``"cka_x"``).
+    layers : sequence of str, optional
+        Layers to draw, in this order; default every layer with both measures.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw into; a new figure by default.
+    cmap : str, default "viridis"
+        Colour map of the steps, shared by all layers.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from infoscope.plotting import information_plane
+    >>> history = pd.DataFrame({"step": [0, 0, 1, 1], "layer": ["fc1"] * 4,
+    ...     "measure": ["hsic_x", "hsic_y"] * 2, "value": [0.9, 0.2, 0.8, 0.5]})
+    >>> fig = information_plane(history)
+    >>> fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()
+    ('HSIC(H, X)', 'HSIC(H, Y)')
+    """
+    df = _check_history(history)
+    _check_in([x, y], _first_seen(df["measure"]), "x, y", "measures")
+    wide = (
+        df[df["measure"].isin([x, y])]
+        .pivot_table(
+            index=["layer", "step"], columns="measure", values="value", aggfunc="last"
+        )
+        .dropna(subset=[x, y])
+    )
+    with_both = set(wide.index.get_level_values("layer"))
+    having = [la for la in _first_seen(df["layer"]) if la in with_both]
+    if layers is None:
+        layers = having
+    else:
+        _check_in(layers, having, "layers", f"layers with {x} and {y}")
+    if not layers:
+        raise ValueError(f"history: no layer has both {x!r} and {y!r}")
+    ax = _new_axes(ax)
+    steps = wide.loc[list(layers)].index.get_level_values("step")
+    norm = Normalize(vmin=float(steps.min()), vmax=float(steps.max()))
+    for layer in layers:
+        points = wide.loc[layer].sort_index()
+        xs, ys = points[x].to_numpy(), points[y].to_numpy()
+        ax.plot(xs, ys, color="0.6", linewidth=0.8, zorder=1)
+        ax.scatter(
+            xs,
+            ys,
+            c=points.index.to_numpy(dtype=float),
+            cmap=cmap,
+            norm=norm,
+            s=18,
+            zorder=2,
+            label=layer,
+        )
+        ax.annotate(
+            layer,
+            (xs[-1], ys[-1]),
+            xytext=(4, 4),
+            textcoords="offset points",
+            fontsize="small",
+        )
+    ax.set_xlabel(_LABELS.get(x, x))
+    ax.set_ylabel(_LABELS.get(y, y))
+    ax.figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="step")
+    return ax.figure
+
+
+def _draw_curves(ax: Axes, df: Any, measure: str, layers: list[str] | None) -> None:
+    rows = df[df["measure"] == measure]
+    drawn = 0
+    for layer in _first_seen(rows["layer"]):
+        if layers is not None and layer != _MODEL and layer not in layers:
+            continue
+        line = rows[rows["layer"] == layer].sort_values("step", kind="stable")
+        ax.plot(
+            line["step"].to_numpy(),
+            line["value"].to_numpy(),
+            marker="o",
+            markersize=3,
+            label=str(layer),
+        )
+        drawn += 1
+    if drawn == 0:
+        ax.text(
+            0.5,
+            0.5,
+            "no data for these layers",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
+    if drawn > 1:
+        ax.legend(fontsize="small")
+    ax.set_title(_LABELS.get(measure, measure))
+    ax.set_xlabel("step")
+
+
+def measure_curves(
+    history: Any,
+    measures: str | Sequence[str] | None = None,
+    *,
+    layers: Sequence[str] | None = None,
+) -> Figure:
+    """Every measure against step: one subplot per measure, one line per layer.
+
+    Parameters
+    ----------
+    history : pandas.DataFrame
+        Columns ``step``, ``layer``, ``measure``, ``value``.
+    measures : str or sequence of str, optional
+        Measures to draw, in this order; default every measure of the
+        history in order of first appearance.
+    layers : sequence of str, optional
+        Layers to draw; model-level values (layer ``"model"``: loss,
+        accuracy, NTK entropy) are always drawn.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Up to three subplots a row.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from infoscope.plotting import measure_curves
+    >>> history = pd.DataFrame({"step": [0, 0, 0, 1, 1, 1],
+    ...     "layer": ["fc1", "fc2", "model"] * 2,
+    ...     "measure": ["dse", "dse", "loss"] * 2,
+    ...     "value": [3.1, 2.5, 0.9, 2.8, 2.0, 0.4]})
+    >>> fig = measure_curves(history)
+    >>> [ax.get_title() for ax in fig.axes]
+    ['dse', 'loss']
+    """
+    df = _check_history(history)
+    available = _first_seen(df["measure"])
+    measures = _as_list(measures)
+    if measures is None:
+        measures = available
+    else:
+        _check_in(measures, available, "measures", "measures")
+    if not measures:
+        raise ValueError("history has no measures to plot")
+    layers = _as_list(layers)
+    if layers is not None:
+        _check_in(layers, _first_seen(df["layer"]), "layers", "layers")
+    fig, axes = _grid(len(measures))
+    for ax, measure in zip(axes, measures, strict=True):
+        _draw_curves(ax, df, measure, layers)
+    return fig
+
+
+def snr_scatter(weights: Any, c: Any, *, ax: Axes | None = None) -> Figure:
+    """Node SNR scatter: each weight ``W_ij`` against its covariance ``c_ij``.
+
+    Weights whose sign disagrees with their ``c_ij`` (``c_ij * W_ij < 0``)
+    are drawn in red and counted in the legend and the title. Non-finite
+    pairs cannot be drawn; their number is given in the title.
+
+    Parameters
+    ----------
+    weights : array of shape (d_in, d_out)
+        A dense layer's weights ``W`` (any library).
+    c : array of the same shape
+        The normalised input-output covariance (NodeSNR's ``covariance_``).
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw into; a new figure by default.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.plotting import snr_scatter
+    >>> fig = snr_scatter(np.array([[0.5, -0.2], [0.3, 0.1]]),
+    ...                   np.array([[0.4, 0.3], [0.2, 0.6]]))
+    >>> fig.axes[0].get_title()
+    '1 of 4 weights disagree in sign'
+    """
+    w, cov = to_numpy(weights), to_numpy(c)
+    if w.shape != cov.shape:
+        raise ValueError(
+            f"weights and c must have the same shape; got weights {w.shape} "
+            f"and c {cov.shape}"
+        )
+    w = np.asarray(w, dtype=float).ravel()
+    cov = np.asarray(cov, dtype=float).ravel()
+    finite = np.isfinite(w) & np.isfinite(cov)
+    w, cov = w[finite], cov[finite]
+    disagree = cov * w < 0
+    n_bad = int(disagree.sum())
+    ax = _new_axes(ax)
+    ax.axhline(0.0, color="0.5", linewidth=0.6, zorder=0)
+    ax.axvline(0.0, color="0.5", linewidth=0.6, zorder=0)
+    ax.scatter(
+        cov[~disagree],
+        w[~disagree],
+        s=8,
+        color="C0",
+        alpha=0.7,
+        label=f"same sign ({w.size - n_bad})",
+    )
+    ax.scatter(
+        cov[disagree],
+        w[disagree],
+        s=8,
+        color="C3",
+        alpha=0.9,
+        label=f"sign disagreement ({n_bad})",
+    )
+    title = f"{n_bad} of {w.size} weights disagree in sign"
+    if not finite.all():
+        title += f"\n({int((~finite).sum())} non-finite pairs left out)"
+    ax.set_title(title)
+    ax.set_xlabel("c_ij")
+    ax.set_ylabel("weight W_ij")
+    ax.legend(fontsize="small")
+    return ax.figure
+
+
+def _spectra(eigenvalues: Any) -> dict[int, np.ndarray] | None:
+    """Step -> eigenvalues for a dict input (step -> array or {layer: array})."""
+    if not isinstance(eigenvalues, Mapping):
+        return None
+    if not eigenvalues:
+        raise ValueError("eigenvalues is empty")
+    out = {}
+    for step, value in sorted(eigenvalues.items()):
+        if isinstance(value, Mapping):
+            if len(value) != 1 and _MODEL not in value:
+                raise ValueError(
+                    f"eigenvalues[{step!r}] holds several arrays {list(value)} and "
+                    f"no {_MODEL!r} one; pass step -> array"
+                )
+            value = value[_MODEL] if _MODEL in value else next(iter(value.values()))
+        out[step] = value
+    return out
+
+
+def ntk_spectrum(
+    eigenvalues: Any, *, ax: Axes | None = None, cmap: str = "viridis"
+) -> Figure:
+    """NTK eigenvalues, largest first, against their rank on a log scale.
+
+    Eigenvalues that are not positive cannot be drawn on a log scale; they
+    are left out and counted in the title.
+
+    Parameters
+    ----------
+    eigenvalues : array or dict
+        One array of eigenvalues (any library), or a dict ``step -> array``
+        (or ``step -> {"model": array}``, as ``run.arrays("ntk_eigenvalues")``
+        returns) drawn as one curve a step, coloured by step.
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw into; a new figure by default.
+    cmap : str, default "viridis"
+        Colour map of the steps (dict input).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.plotting import ntk_spectrum
+    >>> fig = ntk_spectrum(np.array([0.5, 4.0, 1e-3, -1e-9]))
+    >>> fig.axes[0].get_title()
+    'NTK spectrum (1 non-positive eigenvalue left out)'
+    >>> fig = ntk_spectrum({0: {"model": np.array([2.0, 1.0])},
+    ...                     10: {"model": np.array([3.0, 0.5])}})
+    >>> len(fig.axes[0].get_lines())
+    2
+    """
+    spectra = _spectra(eigenvalues)
+    ax = _new_axes(ax)
+    curves = {None: eigenvalues} if spectra is None else spectra
+    steps = None
+    if spectra is not None:
+        norm = Normalize(vmin=float(min(spectra)), vmax=float(max(spectra)))
+        steps = ScalarMappable(norm=norm, cmap=cmap)
+        ax.figure.colorbar(steps, ax=ax, label="step")
+    left_out = 0
+    for step, values in curves.items():
+        lam = np.asarray(to_numpy(values), dtype=float).ravel()
+        positive = -np.sort(-lam[lam > 0])
+        left_out += lam.size - positive.size
+        ax.plot(
+            np.arange(1, positive.size + 1),
+            positive,
+            color="C0" if steps is None else steps.to_rgba(float(step)),
+            label=None if step is None else f"step {step}",
+        )
+    ax.set_yscale("log")
+    ax.set_xlabel("rank")
+    ax.set_ylabel("eigenvalue")
+    title = "NTK spectrum"
+    if left_out:
+        plural = "s" if left_out > 1 else ""
+        title += f" ({left_out} non-positive eigenvalue{plural} left out)"
+    ax.set_title(title)
+    return ax.figure
+
+
+def _last_snr(run: Any, order: list) -> tuple[str, int, Any, Any] | None:
+    weights, cs = run.arrays("snr_weights"), run.arrays("snr_c")
+    for step in sorted(set(weights) & set(cs), reverse=True):
+        both = [la for la in weights[step] if la in cs[step]]
+        # A file-backed run returns layers by name; the history keeps model order.
+        both.sort(key=lambda la: order.index(la) if la in order else len(order))
+        if both:
+            layer = both[0]
+            return layer, step, weights[step][layer], cs[step][layer]
+    return None
+
+
+def report(run: Any) -> Figure:
+    """One figure for a whole run: information plane, curves, SNR and NTK.
+
+    Panels without data are left out: the information plane when neither
+    ``hsic_x``/``hsic_y`` nor ``cka_x``/``cka_y`` are recorded for one layer,
+    the SNR scatter (last step, first dense layer) when ``snr_weights`` and
+    ``snr_c`` are not stored, the NTK spectrum when ``ntk_eigenvalues`` is not.
+
+    Parameters
+    ----------
+    run : object
+        Anything with ``history()`` (the tidy DataFrame) and ``arrays(name)``
+        (``step -> {layer: array}``, ``{}`` when nothing is stored), such as a
+        monitor's run.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from infoscope.plotting import report
+    >>> class Run:
+    ...     def history(self):
+    ...         return pd.DataFrame({"step": [0, 1], "layer": ["model"] * 2,
+    ...                              "measure": ["loss"] * 2, "value": [1.0, 0.5]})
+    ...     def arrays(self, name):
+    ...         return {}
+    >>> [ax.get_title() for ax in report(Run()).axes]
+    ['loss']
+    """
+    df = _check_history(run.history(), "run.history()")
+    measures = _first_seen(df["measure"])
+    planes = []
+    for x, y in _PLANES:
+        if x in measures and y in measures:
+            both = df[df["measure"].isin([x, y])].groupby("layer")["measure"]
+            if (both.nunique() == 2).any():
+                planes.append((x, y))
+    in_plane = {m for pair in planes for m in pair}
+    curves = [m for m in measures if m not in in_plane]
+    snr = _last_snr(run, _first_seen(df["layer"]))
+    ntk = run.arrays("ntk_eigenvalues")
+    n = len(planes) + len(curves) + (snr is not None) + bool(ntk)
+    if n == 0:
+        raise ValueError("run has nothing to plot: its history and arrays are empty")
+    fig, axes = _grid(n, width=4.5, height=3.6)
+    panels = iter(axes)
+    for x, y in planes:
+        information_plane(df, x=x, y=y, ax=next(panels))
+    for measure in curves:
+        _draw_curves(next(panels), df, measure, None)
+    if snr is not None:
+        layer, step, w, c = snr
+        ax = next(panels)
+        snr_scatter(w, c, ax=ax)
+        ax.set_title(f"{layer}, step {step}: {ax.get_title()}", fontsize="medium")
+    if ntk:
+        ntk_spectrum(ntk, ax=next(panels))
+    return fig
