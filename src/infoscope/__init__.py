@@ -16,7 +16,7 @@ import importlib
 
 __version__ = "0.1.0.dev0"
 
-_SUBMODULES = ("adapters", "backends", "estimators", "selection")
+_SUBMODULES = ("adapters", "backends", "estimators", "selection", "monitor", "runs")
 
 # Public name -> the module (relative to this package) that defines it. Each
 # family adds its functions and estimators here; nothing is imported until a
@@ -41,6 +41,8 @@ _EXPORTS: dict[str, str] = {
     "node_snr": ".estimators.snr",
     "node_snr_table": ".estimators.snr",
     "NodeSNR": ".estimators.snr",
+    "Monitor": ".monitor",
+    "load_run": ".runs",
 }
 
 __all__ = ["__version__", *_SUBMODULES, *_EXPORTS]

@@ -7,6 +7,7 @@ framework only when called:
 - :mod:`infoscope.adapters.jax`: a JAX model as ``apply_fn(params, x)`` (a
   Flax ``module.apply`` with its variables, a neural-tangents stax
   ``apply_fn`` with its params, or any such function).
+- :mod:`infoscope.adapters.keras`: a built Keras 3 model.
 
 Each has the same verbs: ``activations`` (layer outputs by name),
 ``dense_layers`` (the ``(name, inputs, W)`` triples of the dense layers, ``W``
@@ -23,7 +24,7 @@ Examples
 
 import importlib
 
-_SUBMODULES = ("torch", "jax")
+_SUBMODULES = ("torch", "jax", "keras")
 
 __all__ = list(_SUBMODULES)
 

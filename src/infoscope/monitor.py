@@ -1,0 +1,579 @@
+"""Recording information measures across training: :class:`Monitor`.
+
+A monitor holds configured estimators and a fixed probe set. At each due step
+``monitor.record(step, model)`` pulls the layers' activations, dense layers and
+empirical NTK out of the model through :mod:`infoscope.adapters`, computes
+every measure for every layer and appends one record to its :class:`Run`
+(memory, or an HDF5 file written and closed at every record).
+"""
+
+from __future__ import annotations
+
+import json
+import numbers
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+from sklearn.base import clone
+
+from .backends import (
+    asarray,
+    device_name,
+    namespace_and_device,
+    namespace_name,
+    to_numpy,
+)
+from .estimators.diffusion import (
+    DiffusionSpectralEntropy,
+    DiffusionSpectralMutualInformation,
+)
+from .estimators.hsic import HSIC, HSICPlane
+from .estimators.ntk import NTKEntropy, NTKMutualInformation
+from .estimators.snr import NodeSNR
+from .runs import Run
+
+__all__ = ["Monitor"]
+
+_MODEL = "model"  # the layer name of model-level values (NTK, loss, metrics)
+
+
+# ---- what each estimator contributes to a record
+
+
+@dataclass(frozen=True)
+class _Context:
+    """What one record gives the measures: every input in the layers' namespace."""
+
+    activations: dict[str, Any]
+    dense: list[tuple[str, Any, Any]]
+    ntk: Any
+    X: Any
+    y: Any
+
+
+Rows = list[tuple[str, str, float]]
+Arrays = dict[tuple[str, str], Any]
+
+
+@dataclass(frozen=True)
+class _Rule:
+    """How one estimator class is measured: its input, its names, its values."""
+
+    prefix: str
+    needs: str  # "activations", "dense" or "ntk"
+    needs_labels: bool
+    measure: Callable[[Any, str, _Context], tuple[Rows, Arrays]]
+
+
+def _per_layer(attribute: str, with_labels: bool):
+    def measure(est: Any, name: str, ctx: _Context) -> tuple[Rows, Arrays]:
+        rows = []
+        for layer, H in ctx.activations.items():
+            est.fit(H, ctx.y) if with_labels else est.fit(H)
+            rows.append((layer, name, float(getattr(est, attribute))))
+        return rows, {}
+
+    return measure
+
+
+def _hsic(est: Any, name: str, ctx: _Context) -> tuple[Rows, Arrays]:
+    attribute = "cka_" if est.normalized else "hsic_"
+    rows = []
+    for layer, H in ctx.activations.items():
+        est.fit(H, ctx.y)
+        rows.append((layer, name, float(getattr(est, attribute))))
+    return rows, {}
+
+
+def _plane(est: Any, name: str, ctx: _Context) -> tuple[Rows, Arrays]:
+    # Fitted once per namespace and device: the input and label Grams are cached.
+    if getattr(est, "_fit_backend", None) != _place(ctx.X):
+        est.fit(ctx.X, ctx.y)
+    coordinates = to_numpy(est.transform(list(ctx.activations.values())))
+    rows = []
+    for layer, (hx, hy) in zip(ctx.activations, coordinates, strict=False):
+        rows += [(layer, f"{name}_x", float(hx)), (layer, f"{name}_y", float(hy))]
+    return rows, {}
+
+
+def _snr(est: Any, name: str, ctx: _Context) -> tuple[Rows, Arrays]:
+    rows: Rows = []
+    arrays: Arrays = {}
+    for layer, inputs, W in ctx.dense:
+        est.fit(inputs, weights=W)
+        rows += [
+            (layer, f"{name}_optimality", est.optimality_mean_),
+            (layer, f"{name}_signal_factor", est.signal_factor_mean_),
+            (layer, f"{name}_sign_disagreements", est.sign_disagreements_),
+            (layer, f"{name}_nan_nodes", est.n_nan_nodes_),
+        ]
+        arrays[(f"{name}_weights", layer)] = to_numpy(W)
+        arrays[(f"{name}_c", layer)] = to_numpy(est.covariance_)
+    return [(layer, m, float(v)) for layer, m, v in rows], arrays
+
+
+def _ntk_entropy(est: Any, name: str, ctx: _Context) -> tuple[Rows, Arrays]:
+    est.fit(ctx.ntk)
+    rows = [
+        (_MODEL, f"{name}_entropy", float(est.entropy_)),
+        (_MODEL, f"{name}_effective_entropy", float(est.effective_entropy_)),
+    ]
+    return rows, {(f"{name}_eigenvalues", _MODEL): to_numpy(est.eigenvalues_)}
+
+
+def _ntk_mutual_information(est: Any, name: str, ctx: _Context) -> tuple[Rows, Arrays]:
+    est.fit(ctx.ntk, ctx.y)
+    off_diagonal = ~np.eye(len(est.classes_), dtype=bool)
+    mi = to_numpy(est.mutual_information_)[off_diagonal]
+    nmi = to_numpy(est.normalized_mutual_information_)[off_diagonal]
+    rows = [
+        (_MODEL, name, float(np.mean(mi))),
+        (_MODEL, f"{name}_normalized", float(np.mean(nmi))),
+    ]
+    return rows, {}
+
+
+_RULES: dict[type, _Rule] = {
+    HSICPlane: _Rule("hsic", "activations", True, _plane),
+    HSIC: _Rule("hsic", "activations", True, _hsic),
+    DiffusionSpectralEntropy: _Rule(
+        "dse", "activations", False, _per_layer("entropy_", False)
+    ),
+    DiffusionSpectralMutualInformation: _Rule(
+        "dsmi", "activations", True, _per_layer("mutual_information_", True)
+    ),
+    NodeSNR: _Rule("snr", "dense", False, _snr),
+    NTKEntropy: _Rule("ntk", "ntk", False, _ntk_entropy),
+    NTKMutualInformation: _Rule("ntk_mi", "ntk", True, _ntk_mutual_information),
+}
+
+
+def _default_prefix(est: Any) -> str:
+    rule = _RULES[type(est)]
+    if isinstance(est, (HSIC, HSICPlane)) and est.normalized:
+        return "cka"
+    return rule.prefix
+
+
+def _place(x: Any) -> tuple[str, str]:
+    xp, device = namespace_and_device(x)
+    return namespace_name(xp), device_name(device)
+
+
+# ---- models of every framework behind one interface
+
+
+class _Adapted:
+    """A model with its adapter module: the verbs without the model arguments."""
+
+    def __init__(self, module: Any, args: tuple):
+        self.module, self.args = module, args
+
+    def activations(self, X: Any, layers: Any, batch_size: Any) -> dict[str, Any]:
+        return self.module.activations(*self.args, X, layers, batch_size)
+
+    def dense_layers(self, X: Any) -> list[tuple[str, Any, Any]]:
+        return self.module.dense_layers(*self.args, X)
+
+    def empirical_ntk(self, X: Any, batch_size: Any) -> Any:
+        return self.module.empirical_ntk(*self.args, X, batch_size=batch_size)
+
+    @property
+    def callable(self) -> Any:
+        """What user metrics receive: the model, or ``apply_fn`` bound to params."""
+        if len(self.args) == 2:
+            return partial(self.args[0], self.args[1])
+        return self.args[0]
+
+
+def _adapt(model: Any, params: Any) -> _Adapted:
+    from . import adapters
+
+    if params is not None:
+        return _Adapted(adapters.jax, (model, params))
+    keras = sys.modules.get("keras")
+    if keras is not None and isinstance(model, keras.Model):
+        return _Adapted(adapters.keras, (model,))
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(model, torch.nn.Module):
+        return _Adapted(adapters.torch, (model,))
+    raise TypeError(
+        f"Monitor.record: model must be a torch.nn.Module or a keras.Model, or a "
+        f"JAX apply_fn(params, x) given with params=...; got "
+        f"{type(model).__name__}."
+    )
+
+
+# ---- the monitor
+
+
+def _check_measures(measures: Any) -> dict[str, Any]:
+    if isinstance(measures, Mapping):
+        named = dict(measures)
+    else:
+        if not isinstance(measures, Iterable):
+            measures = [measures]
+        named = {}
+        for est in measures:
+            _check_estimator(est)
+            name = _default_prefix(est)
+            if name in named:
+                raise ValueError(
+                    f"Monitor: measures has two estimators named {name!r}; pass a "
+                    f"dict of name to estimator to tell them apart."
+                )
+            named[name] = est
+    if not named:
+        raise ValueError("Monitor: measures is empty; give at least one estimator.")
+    for name, est in named.items():
+        _check_estimator(est)
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"Monitor: measure names must be strings; got {name!r}.")
+    return {name: clone(est) for name, est in named.items()}
+
+
+def _check_estimator(est: Any) -> None:
+    if type(est) not in _RULES:
+        supported = ", ".join(sorted(cls.__name__ for cls in _RULES))
+        raise TypeError(
+            f"Monitor: measures must be infoscope estimators ({supported}); got "
+            f"{type(est).__name__}. Record other values with metrics= or as "
+            f"keywords of record()."
+        )
+
+
+def _check_every(every: Any) -> Callable[[int], bool]:
+    if isinstance(every, numbers.Integral) and not isinstance(every, bool):
+        if every < 1:
+            raise ValueError(f"Monitor: every must be >= 1; got {every}.")
+        return lambda step: step % every == 0
+    if callable(every):
+        return lambda step: bool(every(step))
+    if isinstance(every, Iterable) and not isinstance(every, str):
+        steps = {int(s) for s in every}
+        return steps.__contains__
+    raise TypeError(
+        f"Monitor: every must be an int (record every k steps), a collection of "
+        f"steps or a callable step -> bool; got {every!r}."
+    )
+
+
+def _encode_labels(y: Any) -> Any:
+    """Labels as integer codes (strings and objects cannot live on a device)."""
+    y = to_numpy(y)
+    if y.dtype.kind in "OUSb":
+        y = np.unique(y, return_inverse=True)[1].reshape(y.shape)
+    return y
+
+
+class Monitor:
+    """Record information measures of a model's layers across training.
+
+    Parameters
+    ----------
+    measures : estimator, list of estimators, or dict of str to estimator
+        Configured infoscope estimators (copied; yours stay unfitted). Each
+        gives named values per layer (per dense layer for Node SNR, per
+        model for the NTK family):
+
+        - ``HSICPlane``: ``hsic_x``, ``hsic_y`` (``cka_x``, ``cka_y`` when
+          ``normalized=True``), fitted once on the probe set;
+        - ``HSIC``: ``hsic`` (``cka``) of the layer and the labels;
+        - ``DiffusionSpectralEntropy``: ``dse``;
+          ``DiffusionSpectralMutualInformation``: ``dsmi`` (with the labels);
+        - ``NodeSNR``: ``snr_optimality``, ``snr_signal_factor`` (means over
+          nodes), ``snr_sign_disagreements``, ``snr_nan_nodes``, and the
+          arrays ``snr_weights`` and ``snr_c``;
+        - ``NTKEntropy``: ``ntk_entropy``, ``ntk_effective_entropy`` and the
+          array ``ntk_eigenvalues``; ``NTKMutualInformation``: ``ntk_mi`` and
+          ``ntk_mi_normalized`` (means over pairs of classes; only pairs are
+          computed unless ``max_combination_size`` is set). Both take the
+          empirical NTK of the probe set ("mean" over outputs), computed once
+          per record.
+
+        A dict's keys replace the prefixes (``{"dse_t5": DSE(t=5)}`` gives
+        ``dse_t5``), which lets two estimators of one class run side by side.
+    X : array-like
+        The probe inputs, the same at every record.
+    y : array-like, optional
+        The probe labels; needed by DSMI, HSIC, HSICPlane and
+        NTKMutualInformation.
+    layers : str or list of str, optional
+        The layers to measure, named as the model's adapter names them; by
+        default the adapter's default (every leaf module for PyTorch).
+    every : int, collection of int, or callable, default=1
+        Which steps :meth:`record` measures: every k-th, the listed ones, or
+        those where ``every(step)`` is true.
+    path : str or os.PathLike, optional
+        An HDF5 file for the records, written and closed at every record; an
+        existing run file is continued (steps it holds are not recorded
+        again). None keeps the records in memory.
+    metrics : dict of str to callable, optional
+        Model-level values computed at each record, ``fn(model, X, y) ->
+        float``, where ``model`` is the model given to :meth:`record` (for
+        JAX, ``apply_fn`` bound to its params) and ``X``, ``y`` the probe set.
+    batch_size : int, optional
+        Samples per forward pass and NTK block, passed to the adapters.
+    progress : bool, default=True
+        Show a tqdm progress bar over a record's computations when one takes
+        more than a second (needs tqdm; without it, no bar).
+
+    Attributes
+    ----------
+    run : Run
+        The records so far; ``history()`` and ``arrays(name)`` read them.
+    estimators : dict of str to estimator
+        The monitor's own copies of the measures, as last fitted.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from infoscope import DiffusionSpectralEntropy, HSICPlane, Monitor
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.standard_normal((200, 8)).astype(np.float32)
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> net = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.ReLU(),
+    ...                           torch.nn.Linear(16, 2))
+    >>> monitor = Monitor([HSICPlane(), DiffusionSpectralEntropy()], X, y,
+    ...                   layers=["1", "2"], every=5, progress=False)
+    >>> for step in range(10):
+    ...     # ... one optimisation step ...
+    ...     monitor.record(step, net, loss=0.5)
+    ...
+    >>> table = monitor.history()
+    >>> sorted(table["measure"].unique()), sorted(table["step"].unique())
+    (['dse', 'hsic_x', 'hsic_y', 'loss'], [0, 5])
+    """
+
+    def __init__(
+        self,
+        measures: Any,
+        X: Any,
+        y: Any = None,
+        *,
+        layers: Any = None,
+        every: Any = 1,
+        path: Any = None,
+        metrics: Mapping[str, Callable] | None = None,
+        batch_size: int | None = None,
+        progress: bool = True,
+    ):
+        self.estimators = _check_measures(measures)
+        self.X, self.y = X, y
+        if y is None:
+            needing = [
+                n for n, e in self.estimators.items() if _RULES[type(e)].needs_labels
+            ]
+            if needing or metrics:
+                raise ValueError(
+                    f"Monitor: y is None, but {needing or list(metrics)} need the "
+                    f"probe labels; pass y=."
+                )
+        n_samples = int(np.shape(X)[0]) if np.ndim(X) else 0
+        if n_samples < 4:
+            raise ValueError(
+                f"Monitor: X has {n_samples} probe samples; the measures need at "
+                f"least 4 (a few hundred is typical)."
+            )
+        if y is not None and len(y) != n_samples:
+            raise ValueError(
+                f"Monitor: X has {n_samples} samples but y has {len(y)}; give one "
+                f"label per probe sample."
+            )
+        self._labels = None if y is None else _encode_labels(y)
+        self.layers = [layers] if isinstance(layers, str) else layers
+        self.every = every
+        self._due = _check_every(every)
+        self.metrics = dict(metrics or {})
+        for name, fn in self.metrics.items():
+            if not callable(fn):
+                raise TypeError(
+                    f"Monitor: metrics[{name!r}] must be a callable "
+                    f"fn(model, X, y) -> float; got {type(fn).__name__}."
+                )
+        self.batch_size = batch_size
+        self.progress = progress
+        for est in self.estimators.values():
+            if isinstance(est, (NTKEntropy, NTKMutualInformation)):
+                est.set_params(kernel="precomputed")
+            # The record keeps pairwise values only; larger unions of classes
+            # would cost 2**n_classes eigendecompositions for nothing.
+            if (
+                isinstance(est, NTKMutualInformation)
+                and est.max_combination_size is None
+            ):
+                est.set_params(max_combination_size=2)
+        config = self._config(n_samples)
+        self.run = Run(path, config)
+        if self.run.config is not None and self.run.config != config:
+            warnings.warn(
+                f"Monitor: {path!r} was recorded with another configuration "
+                f"({self.run.config}); new records are appended to it all the same.",
+                UserWarning,
+                stacklevel=2,
+            )
+
+    def _config(self, n_samples: int) -> dict:
+        return json.loads(
+            json.dumps(
+                {
+                    "measures": {n: repr(e) for n, e in self.estimators.items()},
+                    "metrics": sorted(self.metrics),
+                    "layers": self.layers,
+                    "n_probe": n_samples,
+                },
+                default=str,
+            )
+        )
+
+    @property
+    def steps(self) -> list[int]:
+        """The steps recorded so far (including those of a continued file)."""
+        return self.run.steps
+
+    def due(self, step: int) -> bool:
+        """Whether :meth:`record` would measure at `step`."""
+        return self._due(int(step)) and int(step) not in set(self.run.steps)
+
+    def record(
+        self,
+        step: int,
+        model: Any,
+        *,
+        params: Any = None,
+        force: bool = False,
+        **values: float,
+    ) -> bool:
+        """Measure `model` on the probe set and append the record, if `step` is due.
+
+        Parameters
+        ----------
+        step : int
+            The training step (or epoch) the record belongs to.
+        model : torch.nn.Module, keras.Model or callable
+            The model; for JAX, ``apply_fn(params, x)`` with `params`.
+        params : pytree, optional
+            The JAX model's parameters.
+        force : bool, default=False
+            Record even if `every` does not select `step` (a step already
+            recorded is never recorded twice).
+        **values : float
+            Model-level values the loop already has, such as ``loss=...``.
+
+        Returns
+        -------
+        bool
+            Whether a record was made.
+        """
+        step = int(step)
+        if step in set(self.run.steps) or not (force or self._due(step)):
+            return False
+        adapted = _adapt(model, params)
+        needs = {_RULES[type(e)].needs for e in self.estimators.values()}
+        # (what the progress bar shows, where the result goes, the computation)
+        tasks: list[tuple[str, str | None, Callable[[], Any]]] = []
+        inputs: dict[str, Any] = {"activations": {}, "dense": [], "ntk": None}
+        if "activations" in needs:
+            tasks.append(
+                (
+                    "activations",
+                    "activations",
+                    partial(adapted.activations, self.X, self.layers, self.batch_size),
+                )
+            )
+        if "dense" in needs:
+            tasks.append(
+                ("dense layers", "dense", partial(adapted.dense_layers, self.X))
+            )
+        if "ntk" in needs:
+            tasks.append(
+                ("NTK", "ntk", partial(adapted.empirical_ntk, self.X, self.batch_size))
+            )
+        rows: Rows = []
+        arrays: Arrays = {}
+        context: list[_Context] = []
+
+        def measure(name: str, est: Any) -> None:
+            if not context:
+                context.append(self._context(inputs))
+            r, a = _RULES[type(est)].measure(est, name, context[0])
+            rows.extend(r)
+            arrays.update(a)
+
+        for name, est in self.estimators.items():
+            tasks.append((name, None, partial(measure, name, est)))
+        for name, fn in self.metrics.items():
+            tasks.append((name, None, partial(self._metric, name, fn, adapted, rows)))
+        for _, key, task in self._progress(tasks, step):
+            result = task()
+            if key is not None:
+                inputs[key] = result
+        rows.extend((_MODEL, name, float(v)) for name, v in values.items())
+        self.run.append(step, rows, arrays)
+        return True
+
+    def _context(self, inputs: dict[str, Any]) -> _Context:
+        reference = next(iter(inputs["activations"].values()), None)
+        if reference is None and inputs["dense"]:
+            reference = inputs["dense"][0][1]
+        if reference is None:
+            reference = inputs["ntk"]
+        xp, device = namespace_and_device(reference)
+        X = asarray(self.X, xp=xp, device=device)
+        y = (
+            None
+            if self._labels is None
+            else asarray(self._labels, xp=xp, device=device)
+        )
+        return _Context(inputs["activations"], inputs["dense"], inputs["ntk"], X, y)
+
+    def _metric(self, name: str, fn: Callable, adapted: _Adapted, rows: Rows) -> None:
+        value = fn(adapted.callable, self.X, self.y)
+        try:
+            value = float(to_numpy(value)) if not isinstance(value, float) else value
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"Monitor: metrics[{name!r}] returned {type(value).__name__}; it "
+                f"must return one number."
+            ) from None
+        rows.append((_MODEL, name, value))
+
+    def _progress(self, tasks: list, step: int) -> Iterable:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            yield from tasks
+            return
+        bar = tqdm(
+            total=len(tasks),
+            desc=f"infoscope step {step}",
+            delay=1.0,  # only computations that take a while show a bar
+            leave=False,
+            disable=not self.progress,
+        )
+        with bar:
+            for task in tasks:
+                bar.set_postfix_str(task[0], refresh=False)
+                yield task
+                bar.update()
+
+    def history(self, format: str = "pandas") -> Any:
+        """The records as a tidy table: see :meth:`Run.history`."""
+        return self.run.history(format)
+
+    def arrays(self, name: str) -> dict[int, dict[str, np.ndarray]]:
+        """Stored arrays, step -> layer -> array: see :meth:`Run.arrays`."""
+        return self.run.arrays(name)
+
+    def __repr__(self) -> str:
+        where = self.run.path or "memory"
+        return (
+            f"Monitor(measures={list(self.estimators)}, n_probe="
+            f"{self._config(0)['n_probe'] or np.shape(self.X)[0]}, "
+            f"records={len(self.run.steps)}, path={where!r})"
+        )
