@@ -102,17 +102,17 @@ class Run:
                 version = f.attrs.get("infoscope_run")
         except OSError as exc:
             raise ValueError(
-                f"path={self.path!r} is not a readable HDF5 file ({exc}); give a "
-                f"new file name or the .h5 file of an infoscope run."
+                f"{self.path!r} is not a readable HDF5 file ({exc}); an infoscope "
+                f"run is the .h5 file a Monitor writes."
             ) from None
         if version is None:
             raise ValueError(
-                f"path={self.path!r} is an HDF5 file but not an infoscope run; "
-                f"give a new file name."
+                f"{self.path!r} is an HDF5 file but not an infoscope run (the "
+                f".h5 file a Monitor writes)."
             )
         if int(version) > FORMAT_VERSION:
             raise ValueError(
-                f"path={self.path!r} has run format {int(version)}, newer than this "
+                f"{self.path!r} has run format {int(version)}, newer than this "
                 f"infoscope reads ({FORMAT_VERSION}); upgrade infoscope."
             )
 

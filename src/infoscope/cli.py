@@ -1,0 +1,373 @@
+"""The ``infoscope`` command: ``demo``, ``measure`` and ``report``.
+
+``infoscope demo`` trains a small MLP on scikit-learn's digits and records
+every measure; ``infoscope measure`` measures saved activations;
+``infoscope report`` redraws a run's figures. Errors are one line on stderr
+(exit status 2); ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+
+# `infoscope measure` names -> (needs labels, what it computes on (H, y)).
+MEASURES: dict[str, tuple[bool, Callable[[Any, Any], float]]] = {}
+
+
+def _measure(name: str, needs_labels: bool):
+    def register(fn: Callable[[Any, Any], float]):
+        MEASURES[name] = (needs_labels, fn)
+        return fn
+
+    return register
+
+
+@_measure("dse", False)
+def _dse(H: Any, y: Any) -> float:
+    from .estimators.diffusion import diffusion_spectral_entropy
+
+    return diffusion_spectral_entropy(H)
+
+
+@_measure("dsmi", True)
+def _dsmi(H: Any, y: Any) -> float:
+    from .estimators.diffusion import diffusion_spectral_mutual_information
+
+    return diffusion_spectral_mutual_information(H, y, random_state=0)
+
+
+@_measure("hsic", True)
+def _hsic(H: Any, y: Any) -> float:
+    from .estimators.hsic import HSIC
+
+    return HSIC().fit(H, y).hsic_
+
+
+@_measure("cka", True)
+def _cka(H: Any, y: Any) -> float:
+    from .estimators.hsic import HSIC
+
+    return HSIC(normalized=True).fit(H, y).cka_
+
+
+@_measure("shannon", False)
+def _shannon(H: Any, y: Any) -> float:
+    from .estimators.shannon import shannon_entropy
+
+    return shannon_entropy(H)
+
+
+@_measure("shannon_mi", True)
+def _shannon_mi(H: Any, y: Any) -> float:
+    from .estimators.shannon import shannon_mutual_information
+
+    return shannon_mutual_information(H, y, random_state=0)
+
+
+class CommandError(Exception):
+    """A problem with the command's input, reported as one line."""
+
+
+# ---- infoscope demo
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from .demo import OUTPUTS, run_demo
+
+    try:
+        monitor = run_demo(
+            args.out,
+            epochs=args.epochs,
+            framework=args.framework,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    except FileExistsError as exc:
+        raise CommandError(str(exc)) from None
+    print(summary(monitor.history()))
+    written = ", ".join(os.path.join(args.out, name) for name in OUTPUTS)
+    print(f"\nwrote {written}")
+
+
+def summary(history: Any) -> str:
+    """A text table of each (measure, layer): its first and last recorded values.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from infoscope.cli import summary
+    >>> table = pd.DataFrame({"step": [0, 5], "layer": ["fc", "fc"],
+    ...                       "measure": ["dse", "dse"], "value": [1.0, 2.5]})
+    >>> print(summary(table))
+    measure layer  first step  first  last step  last  change
+        dse    fc           0    1.0          5   2.5     1.5
+    """
+    if len(history) == 0:
+        return "(no records)"
+    ordered = history.sort_values("step", kind="stable")
+    grouped = ordered.groupby(["measure", "layer"], sort=False)
+    table = grouped.agg(
+        first_step=("step", "first"),
+        first=("value", "first"),
+        last_step=("step", "last"),
+        last=("value", "last"),
+    )
+    table["change"] = table["last"] - table["first"]
+    table = table.rename(columns={"first_step": "first step", "last_step": "last step"})
+    return table.reset_index().to_string(index=False, float_format=lambda v: f"{v:.4g}")
+
+
+# ---- infoscope measure
+
+BACKENDS = ("numpy", "torch", "jax", "cupy")
+
+
+def _load_activations(path: str) -> dict[str, np.ndarray]:
+    if not os.path.exists(path):
+        raise CommandError(f"no such file: {path}")
+    suffix = os.path.splitext(path)[1].lower()
+    if suffix not in (".npy", ".npz"):
+        raise CommandError(
+            f"{path}: activations must be a .npy file (one layer) or a .npz file "
+            f"(one array per layer); got {suffix or 'no extension'}."
+        )
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise CommandError(f"{path}: cannot be read as {suffix} ({exc})") from None
+    if suffix == ".npy":
+        layers = {os.path.splitext(os.path.basename(path))[0]: loaded}
+    else:
+        layers = {name: loaded[name] for name in loaded.files}
+    if not layers:
+        raise CommandError(f"{path}: holds no arrays.")
+    for name, H in layers.items():
+        if H.ndim < 2:
+            raise CommandError(
+                f"{path}: layer {name!r} has shape {H.shape}; activations need "
+                f"samples along the first axis and at least one feature, "
+                f"shape (n_samples, n_features, ...)."
+            )
+        if H.dtype.kind not in "biuf":
+            raise CommandError(
+                f"{path}: layer {name!r} has dtype {H.dtype}; activations must "
+                f"be numbers."
+            )
+    return layers
+
+
+def _load_labels(path: str) -> np.ndarray:
+    if not os.path.exists(path):
+        raise CommandError(f"no such file: {path}")
+    suffix = os.path.splitext(path)[1].lower()
+    try:
+        if suffix == ".npy":
+            y = np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            loaded = np.load(path, allow_pickle=False)
+            if len(loaded.files) != 1:
+                raise CommandError(
+                    f"{path}: a labels .npz must hold one array; it holds "
+                    f"{loaded.files}."
+                )
+            y = loaded[loaded.files[0]]
+        else:  # text: one label per line (or comma separated)
+            y = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, ndmin=1)
+    except (ValueError, OSError) as exc:
+        raise CommandError(f"{path}: cannot be read as labels ({exc})") from None
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise CommandError(
+            f"{path}: labels must be one value per sample, shape (n_samples,); "
+            f"got shape {y.shape}."
+        )
+    return y
+
+
+def _to_backend(backend: str, array: np.ndarray) -> Any:
+    if backend == "numpy":
+        return array
+    try:
+        if backend == "torch":
+            import torch
+
+            return torch.from_numpy(np.ascontiguousarray(array))
+        if backend == "jax":
+            import jax.numpy as jnp
+
+            return jnp.asarray(array)
+        import cupy
+
+        return cupy.asarray(array)
+    except ImportError:
+        raise CommandError(
+            f"--backend {backend}: {backend} is not installed; install it or "
+            f"choose one of {', '.join(BACKENDS)}."
+        ) from None
+
+
+def _measure_command(args: argparse.Namespace) -> None:
+    layers = _load_activations(args.activations)
+    unknown = [m for m in args.measures or [] if m not in MEASURES]
+    if unknown:
+        raise CommandError(
+            f"unknown measure {unknown[0]!r}; choose from {', '.join(MEASURES)}."
+        )
+    y = None if args.labels is None else _load_labels(args.labels)
+    applicable = [m for m, (needs_labels, _) in MEASURES.items() if not needs_labels]
+    names = args.measures or (list(MEASURES) if y is not None else applicable)
+    if y is None:
+        needing = [m for m in names if MEASURES[m][0]]
+        if needing:
+            raise CommandError(
+                f"{', '.join(needing)} {'needs' if len(needing) == 1 else 'need'} "
+                f"labels; pass --labels FILE."
+            )
+    rows = []
+    for layer, H in layers.items():
+        if y is not None and len(y) != H.shape[0]:
+            raise CommandError(
+                f"layer {layer!r} has {H.shape[0]} samples but {args.labels} has "
+                f"{len(y)} labels; give one label per sample."
+            )
+        H_b = _to_backend(args.backend, H)
+        y_b = None if y is None else _to_backend(args.backend, y)
+        for name in names:
+            value = float(MEASURES[name][1](H_b, y_b))
+            rows.append((layer, name, value))
+    import pandas as pd
+
+    table = pd.DataFrame(rows, columns=["layer", "measure", "value"])
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    wide = table.pivot(index="layer", columns="measure", values="value")
+    wide = wide.loc[list(layers), names]
+    print(wide.to_string(float_format=lambda v: f"{v:.6g}"))
+
+
+# ---- infoscope report
+
+
+def _report(args: argparse.Namespace) -> None:
+    from .plotting import report
+    from .runs import load_run
+
+    if not os.path.exists(args.run):
+        raise CommandError(f"no such file: {args.run}")
+    try:
+        run = load_run(args.run)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    out = args.out or os.path.splitext(args.run)[0] + "_report.png"
+    history = run.history()
+    if len(history) == 0:
+        raise CommandError(f"{args.run} holds no completed records yet.")
+    report(run).savefig(out, dpi=110)
+    print(summary(history))
+    print(f"\nwrote {out}")
+
+
+# ---- the parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``infoscope`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="infoscope",
+        description="Information measures of neural-network representations.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument(
+        "--debug", action="store_true", help="show tracebacks instead of one line"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser(
+        "demo",
+        help="train a small MLP on digits, record every measure, draw the report",
+    )
+    demo.add_argument("--out", default="infoscope-demo", help="output folder")
+    demo.add_argument("--epochs", type=_positive_int, default=30)
+    demo.add_argument(
+        "--framework",
+        choices=("auto", "torch", "jax"),
+        default="auto",
+        help="auto: torch when installed, else JAX",
+    )
+    demo.add_argument("--overwrite", action="store_true", help="replace a past demo")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
+    demo.set_defaults(handler=_demo)
+
+    measure = commands.add_parser(
+        "measure", help="measure saved activations (.npy: one layer, .npz: several)"
+    )
+    measure.add_argument("activations", help="ACTIVATIONS.npy or .npz")
+    measure.add_argument("--labels", help="labels: .npy, .npz, .csv or .txt")
+    measure.add_argument(
+        "--measures",
+        nargs="+",
+        metavar="NAME",
+        help=f"any of {', '.join(MEASURES)} (default: all that apply)",
+    )
+    measure.add_argument("--backend", choices=BACKENDS, default="numpy")
+    measure.add_argument("--csv", help="also write the values to this CSV file")
+    measure.set_defaults(handler=_measure_command)
+
+    report = commands.add_parser("report", help="redraw the figures of a run")
+    report.add_argument("run", help="RUN.h5, written by a Monitor or the demo")
+    report.add_argument("--out", help="the PNG to write (default: RUN_report.png)")
+    report.set_defaults(handler=_report)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value}")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``infoscope`` command; returns the exit status.
+
+    Examples
+    --------
+    >>> from infoscope.cli import main
+    >>> main(["measure", "missing.npy"])
+    2
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        args.handler(args)
+    except KeyboardInterrupt:
+        print(f"infoscope {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        message = (
+            str(exc)
+            if isinstance(exc, CommandError)
+            else (f"{type(exc).__name__}: {exc}")
+        )
+        message = " ".join(message.split())  # one line, whatever raised it
+        print(f"infoscope {args.command}: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,276 @@
+"""The infoscope command: demo, measure, report; bad input gives one line, not a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pandas")
+
+from infoscope import (
+    HSIC,
+    diffusion_spectral_entropy,
+    diffusion_spectral_mutual_information,
+)
+from infoscope.cli import main
+
+
+@pytest.fixture
+def saved(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 150)
+    X = rng.standard_normal((150, 8)) + y[:, None]
+    H = np.maximum(X @ rng.standard_normal((8, 12)), 0)
+    np.savez(tmp_path / "acts.npz", input=X, hidden=H)
+    np.save(tmp_path / "hidden.npy", H)
+    np.save(tmp_path / "labels.npy", y)
+    np.savetxt(tmp_path / "labels.txt", y, fmt="%d")
+    return tmp_path, X, H, y
+
+
+def _one_error_line(capsys, command):
+    out = capsys.readouterr()
+    lines = out.err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in out.err, out.err
+    assert lines[0].startswith(f"infoscope {command}: error: ")
+    return lines[0]
+
+
+def test_measure_prints_and_writes_the_definitions_values(saved, capsys):
+    path, X, H, y = saved
+    csv = path / "values.csv"
+    assert (
+        main(
+            [
+                "measure",
+                str(path / "acts.npz"),
+                "--labels",
+                str(path / "labels.txt"),
+                "--measures",
+                "dse",
+                "dsmi",
+                "cka",
+                "--csv",
+                str(csv),
+            ]
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert "input" in printed and "hidden" in printed and "dsmi" in printed
+    import pandas as pd
+
+    table = pd.read_csv(csv)
+    assert table.shape == (6, 3)
+    value = table.set_index(["layer", "measure"])["value"]
+    assert value["hidden", "dse"] == pytest.approx(diffusion_spectral_entropy(H))
+    assert value["input", "dsmi"] == pytest.approx(
+        diffusion_spectral_mutual_information(X, y, random_state=0)
+    )
+    assert value["hidden", "cka"] == pytest.approx(HSIC(normalized=True).fit(H, y).cka_)
+
+
+def test_measure_npy_is_one_layer_named_by_the_file_and_backends_agree(saved, capsys):
+    torch = pytest.importorskip("torch")
+    path = saved[0]
+    tables = []
+    for backend in ("numpy", "torch"):
+        csv = path / f"{backend}.csv"
+        assert (
+            main(
+                [
+                    "measure",
+                    str(path / "hidden.npy"),
+                    "--labels",
+                    str(path / "labels.npy"),
+                    "--backend",
+                    backend,
+                    "--csv",
+                    str(csv),
+                ]
+            )
+            == 0
+        )
+        tables.append(
+            np.genfromtxt(csv, delimiter=",", dtype=None, encoding=None, names=True)
+        )
+    assert set(tables[0]["layer"]) == {"hidden"}
+    assert set(tables[0]["measure"]) == {
+        "dse",
+        "dsmi",
+        "hsic",
+        "cka",
+        "shannon",
+        "shannon_mi",
+    }
+    np.testing.assert_allclose(tables[0]["value"], tables[1]["value"], rtol=1e-6)
+    assert torch is not None
+    # Without labels only the measures that need none.
+    capsys.readouterr()
+    assert main(["measure", str(path / "hidden.npy")]) == 0
+    assert "dsmi" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.npy"], "no such file: {p}/missing.npy"),
+        (["labels.npy"], "layer 'labels' has shape (150,); activations need samples"),
+        (["labels.txt"], "activations must be a .npy file (one layer) or a .npz file"),
+        (
+            ["acts.npz", "--measures", "dse", "entropy"],
+            "unknown measure 'entropy'; choose from dse, dsmi, hsic, cka, shannon, shannon_mi.",
+        ),
+        (["acts.npz", "--measures", "dsmi"], "dsmi needs labels; pass --labels FILE."),
+        (
+            ["acts.npz", "--labels", "short.npy"],
+            "layer 'input' has 150 samples but {p}/short.npy has 100 labels",
+        ),
+        (["acts.npz", "--labels", "missing.txt"], "no such file: {p}/missing.txt"),
+        (["acts.npz", "--labels", "acts.npz"], "a labels .npz must hold one array"),
+    ],
+)
+def test_measure_bad_input_is_one_line(saved, capsys, args, message):
+    path = saved[0]
+    np.save(path / "short.npy", np.zeros(100))
+    args = [
+        a if a.startswith("--") or a in ("dse", "dsmi", "entropy") else str(path / a)
+        for a in args
+    ]
+    assert main(["measure", *args]) == 2
+    assert message.format(p=path) in _one_error_line(capsys, "measure")
+
+
+def test_measure_backend_not_installed_is_one_line(saved, capsys):
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        assert main(["measure", str(saved[0] / "hidden.npy"), "--backend", "cupy"]) == 2
+        assert "cupy is not installed" in _one_error_line(capsys, "measure")
+    else:
+        pytest.skip("cupy is installed here")
+
+
+def test_demo_writes_the_run_csv_and_report_and_refuses_to_overwrite(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    pytest.importorskip("h5py")
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--epochs", "2", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("hsic_y", "dsmi", "snr_optimality", "ntk_entropy", "test_accuracy"):
+        assert name in printed
+    from infoscope import load_run
+
+    run = load_run(out / "metrics.h5")
+    assert run.steps == [0, 1, 2]
+    table = run.history()
+    measures = set(table.measure)
+    assert {
+        "hsic_x",
+        "hsic_y",
+        "dse",
+        "dsmi",
+        "snr_optimality",
+        "snr_signal_factor",
+        "ntk_entropy",
+        "ntk_mi",
+        "train_loss",
+        "test_accuracy",
+    } <= measures
+    assert set(table[table.measure == "dse"].layer) == {"hidden1", "hidden2", "logits"}
+    import pandas as pd
+
+    csv = pd.read_csv(out / "metrics.csv", dtype={"layer": str})
+    np.testing.assert_allclose(csv["value"], table["value"])
+    assert csv["measure"].tolist() == table["measure"].tolist()
+    png = (out / "report.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+
+    assert main(["demo", "--out", str(out), "--epochs", "1", "--no-progress"]) == 2
+    assert "metrics.h5 exists; pass --overwrite" in _one_error_line(capsys, "demo")
+    assert load_run(out / "metrics.h5").steps == [0, 1, 2]  # nothing lost
+    assert (
+        main(
+            ["demo", "--out", str(out), "--epochs", "1", "--no-progress", "--overwrite"]
+        )
+        == 0
+    )
+    assert load_run(out / "metrics.h5").steps == [0, 1]
+
+
+def test_demo_trains_with_jax_when_asked(tmp_path):
+    pytest.importorskip("jax")
+    pytest.importorskip("matplotlib")
+    from infoscope.demo import run_demo
+
+    monitor = run_demo(tmp_path, epochs=1, framework="jax", progress=False)
+    table = monitor.history()
+    assert set(table[table.measure == "dsmi"].layer) == {
+        "hidden1/max_0",
+        "hidden2/max_0",
+        "logits/add_0",
+    }
+    accuracy = table[table.measure == "train_accuracy"].value.iloc[-1]
+    assert accuracy > 0.5  # one epoch of Adam learns digits well past chance
+
+
+def test_report_redraws_a_run(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from infoscope.runs import Run
+
+    path = tmp_path / "run.h5"
+    run = Run(path)
+    for step in range(3):
+        run.append(
+            step,
+            [
+                ("fc", "hsic_x", 0.1 * step),
+                ("fc", "hsic_y", 0.2 * step),
+                ("model", "loss", 1.0 / (step + 1)),
+            ],
+            {},
+        )
+    assert main(["report", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert "loss" in printed and "hsic_y" in printed
+    assert (tmp_path / "run_report.png").stat().st_size > 10_000
+    assert main(["report", str(path), "--out", str(tmp_path / "r.png")]) == 0
+    assert (tmp_path / "r.png").exists()
+
+
+def test_report_bad_input_is_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nope.h5")]) == 2
+    assert "no such file" in _one_error_line(capsys, "report")
+    (tmp_path / "x.h5").write_text("text")
+    assert main(["report", str(tmp_path / "x.h5")]) == 2
+    assert "is not a readable HDF5 file" in _one_error_line(capsys, "report")
+    pytest.importorskip("h5py")
+    from infoscope.runs import Run
+
+    Run(tmp_path / "empty.h5")
+    assert main(["report", str(tmp_path / "empty.h5")]) == 2
+    assert "holds no completed records yet" in _one_error_line(capsys, "report")
+
+
+def test_the_console_command_exits_2_with_one_line(tmp_path):
+    child = subprocess.run(
+        [sys.executable, "-m", "infoscope", "measure", str(tmp_path / "a.npy")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert child.returncode == 2
+    assert (
+        child.stderr.strip()
+        == f"infoscope measure: error: no such file: {tmp_path}/a.npy"
+    )
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    with pytest.raises(Exception, match="no such file"):
+        main(["--debug", "measure", str(tmp_path / "a.npy")])
