@@ -313,6 +313,26 @@ def test_every_schedules(torch_net):
     assert monitor.record(7, torch_net, force=True) and monitor.steps == [7]
 
 
+def test_a_monitor_pickles_and_goes_on_recording(tmp_path, torch_net):
+    """Spawned trainer processes (Lightning's ddp_spawn) pickle their callbacks."""
+    import pickle
+
+    X, y = _probe()
+    monitor = Monitor(
+        DiffusionSpectralEntropy(),
+        X,
+        y,
+        layers="1",
+        every=[0, 2],
+        path=tmp_path / "run.h5",
+        progress=False,
+    )
+    monitor.record(0, torch_net)
+    copy = pickle.loads(pickle.dumps(monitor))
+    assert copy.steps == [0] and not copy.due(1) and copy.due(2)
+    assert copy.record(2, torch_net) and load_run(tmp_path / "run.h5").steps == [0, 2]
+
+
 def test_two_estimators_of_one_class_under_their_own_names(torch_net):
     X, _ = _probe()
     monitor = Monitor(

@@ -16,7 +16,16 @@ import importlib
 
 __version__ = "0.1.0.dev0"
 
-_SUBMODULES = ("adapters", "backends", "estimators", "selection", "monitor", "runs")
+_SUBMODULES = (
+    "adapters",
+    "backends",
+    "estimators",
+    "selection",
+    "monitor",
+    "runs",
+    "plotting",
+    "callbacks",
+)
 
 # Public name -> the module (relative to this package) that defines it. Each
 # family adds its functions and estimators here; nothing is imported until a

@@ -247,16 +247,31 @@ def _check_estimator(est: Any) -> None:
         )
 
 
-def _check_every(every: Any) -> Callable[[int], bool]:
+@dataclass(frozen=True)
+class _Schedule:
+    """Which steps are due (a class, not a lambda, so that a Monitor pickles)."""
+
+    every: int | None = None
+    steps: frozenset[int] | None = None
+    rule: Callable[[int], Any] | None = None
+
+    def __call__(self, step: int) -> bool:
+        if self.every is not None:
+            return step % self.every == 0
+        if self.steps is not None:
+            return step in self.steps
+        return bool(self.rule(step))
+
+
+def _check_every(every: Any) -> _Schedule:
     if isinstance(every, numbers.Integral) and not isinstance(every, bool):
         if every < 1:
             raise ValueError(f"Monitor: every must be >= 1; got {every}.")
-        return lambda step: step % every == 0
+        return _Schedule(every=int(every))
     if callable(every):
-        return lambda step: bool(every(step))
+        return _Schedule(rule=every)
     if isinstance(every, Iterable) and not isinstance(every, str):
-        steps = {int(s) for s in every}
-        return steps.__contains__
+        return _Schedule(steps=frozenset(int(s) for s in every))
     raise TypeError(
         f"Monitor: every must be an int (record every k steps), a collection of "
         f"steps or a callable step -> bool; got {every!r}."
