@@ -72,7 +72,8 @@ def test_the_test_extras_give_the_four_cpu_backends():
     assert not missing, f"backends missing from this run: {sorted(missing)}"
 
 
-def test_readme_examples_run():
+def test_readme_examples_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the monitor example writes run.h5
     readme = Path(__file__).resolve().parents[1] / "README.md"
     blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), flags=re.S)
     assert blocks, "README.md has no python example"
@@ -85,6 +86,12 @@ def test_readme_examples_run():
     assert (namespace["neighbours"][:, 0] == namespace["torch"].arange(500)).all()
     assert namespace["spectrum"].dtype == namespace["torch"].float64
     assert namespace["dsmi"].mutual_information_ > 1.0
+    history = namespace["history"]
+    assert {"hsic_x", "hsic_y", "dsmi", "snr_optimality", "ntk_entropy", "loss"} <= set(
+        history.measure
+    )
+    assert (tmp_path / "run.h5").exists()
+    assert infoscope.load_run("run.h5").steps == [0, 2, 4]
 
 
 def test_readme_console_examples_run():
