@@ -105,10 +105,10 @@ def summary(history: Any) -> str:
     >>> import pandas as pd
     >>> from infoscope.cli import summary
     >>> table = pd.DataFrame({"step": [0, 5], "layer": ["fc", "fc"],
-    ...                       "measure": ["dse", "dse"], "value": [1.0, 2.5]})
+    ...                       "measure": ["dse", "dse"], "value": [1.25, 2.5]})
     >>> print(summary(table))
     measure layer  first step  first  last step  last  change
-        dse    fc           0    1.0          5   2.5     1.5
+        dse    fc           0   1.25          5   2.5    1.25
     """
     if len(history) == 0:
         return "(no records)"

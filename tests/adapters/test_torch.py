@@ -386,3 +386,34 @@ def test_numpy_inputs_are_moved_to_the_model():
     K = ta.empirical_ntk(model, X)
     assert isinstance(K, torch.Tensor) and K.dtype == F64
     assert torch.allclose(K, ta.empirical_ntk(model, torch.as_tensor(X)))
+
+
+def test_activations_of_layers_without_per_sample_outputs():
+    class Total(torch.nn.Module):
+        def forward(self, x):
+            return x.sum()  # a scalar: no per-sample rows
+
+    class Pooled(torch.nn.Module):
+        """A layer whose output is not per sample, and one never called."""
+
+        def __init__(self):
+            super().__init__()
+            self.fc = torch.nn.Linear(4, 3)
+            self.total = Total()
+            self.unused = torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.total(self.fc(x))
+
+    model = Pooled()
+    X = torch.randn(6, 4)
+    acts = ta.activations(model, X, batch_size=4)  # by default they are left out
+    assert list(acts) == ["fc"] and acts["fc"].shape == (6, 3)
+    with pytest.raises(
+        ValueError, match="layer 'total' returns no array with the 4 samples"
+    ):
+        ta.activations(model, X, layers=["total"], batch_size=4)
+    with pytest.raises(
+        ValueError, match="layer 'unused' was not called in the forward pass"
+    ):
+        ta.activations(model, X, layers=["unused"])

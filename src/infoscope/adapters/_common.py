@@ -17,6 +17,7 @@ from typing import Any
 
 __all__ = [
     "OUTPUT_MODES",
+    "LayerOutputs",
     "MEMORY_BUDGET",
     "Term",
     "block_slices",
@@ -290,3 +291,64 @@ def run_blocked(
         for i, j in schedule:
             store(i, j, contract(left[i], right[j], group))
         del left, right
+
+
+class LayerOutputs:
+    """Per-layer outputs captured by hooks, block by block, joined per call.
+
+    An adapter opens a block with :meth:`start`, its hooks :meth:`capture`
+    each call's output, :meth:`finish` checks that every output has the
+    block's samples along its first axis, and :meth:`joined` concatenates
+    the blocks: ``name`` for a layer's first call in a forward pass,
+    ``name:1``, ... for later calls.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.adapters._common import LayerOutputs
+    >>> outputs = LayerOutputs("f", ["a"], explicit=True)
+    >>> for block in (np.ones((2, 3)), np.zeros((1, 3))):
+    ...     outputs.start()
+    ...     outputs.capture("a", block)
+    ...     outputs.finish(len(block))
+    >>> outputs.joined(np.concatenate)["a"].shape
+    (3, 3)
+    """
+
+    def __init__(self, caller: str, names: Sequence[str], *, explicit: bool):
+        self.caller, self.names, self.explicit = caller, list(names), explicit
+        self._seen: dict[str, list[Any]] = {}
+        self._blocks: dict[str, list[list[Any]]] = {name: [] for name in names}
+
+    def start(self) -> None:
+        self._seen = {name: [] for name in self.names}
+
+    def capture(self, name: str, output: Any) -> None:
+        self._seen[name].append(output)
+
+    def finish(self, size: int, detach: Callable[[Any], Any] = lambda x: x) -> None:
+        for name in self.names:
+            outs = self._seen[name]
+            if any(o is None or o.ndim == 0 or o.shape[0] != size for o in outs):
+                if self.explicit:
+                    raise ValueError(
+                        f"{self.caller}: layer {name!r} returns no array with the "
+                        f"{size} samples along its first axis; it cannot be split "
+                        f"into per-sample activations."
+                    )
+                outs = []  # by default such layers are left out
+            self._blocks[name].append([detach(o) for o in outs])
+
+    def joined(self, concatenate: Callable[[list[Any]], Any]) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for name in self.names:
+            per_block = self._blocks[name]
+            calls = min(len(b) for b in per_block)
+            if calls == 0 and self.explicit:
+                raise ValueError(
+                    f"{self.caller}: layer {name!r} was not called in the forward pass."
+                )
+            for c in range(calls):
+                key = name if c == 0 else f"{name}:{c}"
+                result[key] = concatenate([b[c] for b in per_block])
+        return result

@@ -39,11 +39,13 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 from . import jax as _jax_adapter
 from . import torch as _torch_adapter
 from ._common import (
+    LayerOutputs,
     block_slices,
     check_batch_size,
     check_layers,
@@ -286,45 +288,21 @@ def activations(
     batch_size = check_batch_size(caller, batch_size)
     X = _as_input(caller, "X", model, backend, X)
     n = X.shape[0]
-    seen: dict[str, list[Any]] = {}
-    blocks: dict[str, list[list[Any]]] = {name: [] for name in names}
+    outputs = LayerOutputs(caller, names, explicit=explicit)
 
     def recorder(name: str) -> Callable:
         def record(args, kwargs, output):
-            seen[name].append(_first_array(backend, output))
+            outputs.capture(name, _first_array(backend, output))
 
         return record
 
     recorders = [(available[name], recorder(name)) for name in names]
     with _no_graph(backend), _intercepting(recorders):
         for block in block_slices(n, batch_size or n):
-            seen.clear()
-            seen.update({name: [] for name in names})
+            outputs.start()
             _apply(caller, model, X[block], "X")
-            size = block.stop - block.start
-            for name in names:
-                outs = seen[name]
-                if any(o is None or o.ndim == 0 or o.shape[0] != size for o in outs):
-                    if explicit:
-                        raise ValueError(
-                            f"{caller}: layer {name!r} returns no array with the "
-                            f"{size} samples along its first axis; it cannot be "
-                            f"split into per-sample activations."
-                        )
-                    outs = []
-                blocks[name].append([_detached(backend, o) for o in outs])
-    result: dict[str, Any] = {}
-    for name in names:
-        per_block = blocks[name]
-        calls = min(len(b) for b in per_block)
-        if calls == 0 and explicit:
-            raise ValueError(
-                f"{caller}: layer {name!r} was not called in the forward pass."
-            )
-        for c in range(calls):
-            key = name if c == 0 else f"{name}:{c}"
-            result[key] = _concatenate(backend, [b[c] for b in per_block])
-    return result
+            outputs.finish(block.stop - block.start, partial(_detached, backend))
+    return outputs.joined(partial(_concatenate, backend))
 
 
 def dense_layers(model: Any, X: Any) -> list[tuple[str, Any, Any]]:

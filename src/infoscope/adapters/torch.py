@@ -30,6 +30,7 @@ import numpy as np
 from ..backends import to_numpy
 from ._common import (
     MEMORY_BUDGET,
+    LayerOutputs,
     Term,
     block_slices,
     check_batch_size,
@@ -211,48 +212,21 @@ def activations(
     n = X.shape[0]
     slices = block_slices(n, batch_size or n)
 
-    seen: dict[str, list[Any]] = {}
-    blocks: dict[str, list[list[Any]]] = {name: [] for name in names}
+    outputs = LayerOutputs(caller, names, explicit=explicit)
 
     def hook_for(name: str):
         def hook(module, inputs, output):
-            seen[name].append(_first_tensor(output))
+            outputs.capture(name, _first_tensor(output))
 
         return hook
 
     handles = [modules[name].register_forward_hook(hook_for(name)) for name in names]
     with torch.no_grad(), _evaluation(model), _removing(handles):
         for block in slices:
-            seen.clear()
-            seen.update({name: [] for name in names})
+            outputs.start()
             _apply(caller, model, X[block], "X")
-            size = block.stop - block.start
-            for name in names:
-                outs = seen[name]
-                bad = [
-                    o for o in outs if o is None or o.ndim == 0 or o.shape[0] != size
-                ]
-                if bad:
-                    if explicit:
-                        raise ValueError(
-                            f"{caller}: layer {name!r} returns no tensor with the "
-                            f"{size} samples along its first axis; it cannot be "
-                            f"split into per-sample activations."
-                        )
-                    outs = []
-                blocks[name].append([o.detach() for o in outs])
-    result: dict[str, Any] = {}
-    for name in names:
-        per_block = blocks[name]
-        calls = min(len(b) for b in per_block)
-        if calls == 0 and explicit:
-            raise ValueError(
-                f"{caller}: layer {name!r} was not called in the forward pass."
-            )
-        for c in range(calls):
-            key = name if c == 0 else f"{name}:{c}"
-            result[key] = torch.cat([b[c] for b in per_block], dim=0)
-    return result
+            outputs.finish(block.stop - block.start, lambda o: o.detach())
+    return outputs.joined(lambda parts: torch.cat(parts, dim=0))
 
 
 def dense_layers(model: Any, X: Any) -> list[tuple[str, Any, Any]]:

@@ -1,0 +1,182 @@
+"""Benchmarks of the training monitor and the demo.
+
+``MonitorRecord.track_ratio_to_direct`` is the cost of the monitor itself:
+one ``Monitor.record`` of the demo's measures (HSIC plane, DSE, DSMI, Node
+SNR, NTK entropy and class MI on a 500-sample probe of digits through the
+64-64-32-10 MLP) over the same adapters and estimators called by hand. The
+bookkeeping (the HDF5 append, the copies to the host) should keep it near 1.
+``Demo.time_demo`` is ``infoscope demo``'s default run (30 epochs), which the
+README says takes about a minute on two CPU cores.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import tempfile
+import time
+
+import numpy as np
+
+FRAMEWORKS = ["torch", "jax"]
+
+
+def _missing(framework: str) -> bool:
+    return importlib.util.find_spec(framework) is None
+
+
+class MonitorRecord:
+    """One record of every family's measures, through the monitor and by hand."""
+
+    params = FRAMEWORKS
+    param_names = ["framework"]
+    timeout = 300
+
+    def setup(self, framework):
+        if _missing(framework):
+            raise NotImplementedError(f"{framework} is not installed")
+        from infoscope import Monitor
+        from infoscope.demo import demo_measures, digits_split
+
+        data = digits_split()
+        self.X, self.y = data["X_probe"], data["y_probe"]
+        self.folder = tempfile.mkdtemp()
+        self.model, self.params, self.layers, self.adapter = _model(framework)
+        self.monitor = Monitor(
+            demo_measures(), self.X, self.y, layers=self.layers,
+            path=os.path.join(self.folder, "run.h5"), progress=False,
+        )  # fmt: skip
+        self.step = 0
+        self._record()  # warm-up: imports, JAX compilation, fitted HSIC plane
+        self._direct()
+
+    def teardown(self, framework):
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _record(self):
+        self.step += 1
+        self.monitor.record(self.step, self.model, params=self.params, force=True)
+
+    def _direct(self):
+        """The same measures with the adapters and estimators called by hand."""
+        from infoscope import (
+            DiffusionSpectralEntropy,
+            DiffusionSpectralMutualInformation,
+            HSICPlane,
+            NodeSNR,
+            NTKEntropy,
+            NTKMutualInformation,
+        )
+        from infoscope.backends import asarray, namespace_and_device, to_numpy
+
+        args = (self.model,) if self.params is None else (self.model, self.params)
+        acts = self.adapter.activations(*args, self.X, self.layers)
+        xp, device = namespace_and_device(next(iter(acts.values())))
+        X, y = (
+            asarray(self.X, xp=xp, device=device),
+            asarray(self.y, xp=xp, device=device),
+        )
+        if not hasattr(self, "plane"):
+            self.plane = HSICPlane().fit(X, y)
+        values = [
+            float(v)
+            for v in to_numpy(self.plane.transform(list(acts.values()))).ravel()
+        ]
+        for H in acts.values():
+            values.append(DiffusionSpectralEntropy().fit(H).entropy_)
+            dsmi = DiffusionSpectralMutualInformation(random_state=0).fit(H, y)
+            values.append(dsmi.mutual_information_)
+        for _, inputs, W in self.adapter.dense_layers(*args, self.X):
+            values.append(NodeSNR().fit(inputs, weights=W).optimality_mean_)
+        K = self.adapter.empirical_ntk(*args, self.X)
+        values.append(NTKEntropy().fit(K).entropy_)
+        mi = NTKMutualInformation(max_combination_size=2).fit(K, self.y)
+        values.append(float(np.mean(np.asarray(mi.mutual_information_))))
+        return values
+
+    def time_record(self, framework):
+        self._record()
+
+    def track_ratio_to_direct(self, framework):
+        """Median time of a record over that of the measures called by hand."""
+        ours, direct = [], []
+        for _ in range(3):
+            start = time.perf_counter()
+            self._record()
+            ours.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            self._direct()
+            direct.append(time.perf_counter() - start)
+        return float(np.median(ours) / np.median(direct))
+
+    track_ratio_to_direct.unit = "ratio"
+
+
+def _model(framework):
+    if framework == "torch":
+        from collections import OrderedDict
+
+        import torch
+
+        from infoscope.adapters import torch as adapter
+
+        torch.manual_seed(0)
+        nn = torch.nn
+        model = nn.Sequential(
+            OrderedDict(
+                [
+                    ("dense1", nn.Linear(64, 64)),
+                    ("hidden1", nn.ReLU()),
+                    ("dense2", nn.Linear(64, 32)),
+                    ("hidden2", nn.ReLU()),
+                    ("logits", nn.Linear(32, 10)),
+                ]
+            )
+        )
+        return model, None, ["hidden1", "hidden2", "logits"], adapter
+    import jax
+    import jax.numpy as jnp
+
+    from infoscope.adapters import jax as adapter
+
+    sizes = (64, 64, 32, 10)
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    params = [
+        (jax.random.normal(k, (a, b)) / np.sqrt(a), jnp.zeros(b))
+        for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)
+    ]
+
+    def apply_fn(params, x):
+        for i, (w, b) in enumerate(params[:-1]):
+            with jax.named_scope(f"hidden{i + 1}"):
+                x = jnp.maximum(x @ w + b, 0.0)
+        with jax.named_scope("logits"):
+            return x @ params[-1][0] + params[-1][1]
+
+    layers = ["hidden1/max_0", "hidden2/max_0", "logits/add_0"]
+    return apply_fn, params, layers, adapter
+
+
+class Demo:
+    """``infoscope demo``'s default run: 30 epochs, every measure per epoch."""
+
+    params = FRAMEWORKS
+    param_names = ["framework"]
+    timeout = 600
+    number = 1
+    repeat = 1
+    warmup_time = 0
+
+    def setup(self, framework):
+        if _missing(framework):
+            raise NotImplementedError(f"{framework} is not installed")
+        self.folder = tempfile.mkdtemp()
+
+    def teardown(self, framework):
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def time_demo(self, framework):
+        from infoscope.demo import run_demo
+
+        run_demo(self.folder, framework=framework, overwrite=True, progress=False)
