@@ -358,7 +358,7 @@ class Monitor:
     ...                   layers=["1", "2"], every=5, progress=False)
     >>> for step in range(10):
     ...     # ... one optimisation step ...
-    ...     monitor.record(step, net, loss=0.5)
+    ...     _ = monitor.record(step, net, loss=0.5)
     ...
     >>> table = monitor.history()
     >>> sorted(table["measure"].unique()), sorted(table["step"].unique())
