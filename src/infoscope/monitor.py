@@ -361,7 +361,7 @@ class Monitor:
     ...     _ = monitor.record(step, net, loss=0.5)
     ...
     >>> table = monitor.history()
-    >>> sorted(table["measure"].unique()), sorted(table["step"].unique())
+    >>> sorted(table["measure"].unique()), monitor.steps
     (['dse', 'hsic_x', 'hsic_y', 'loss'], [0, 5])
     """
 
