@@ -36,13 +36,14 @@ class MonitorRecord:
     def setup(self, framework):
         if _missing(framework):
             raise NotImplementedError(f"{framework} is not installed")
-        from infoscope import Monitor
-        from infoscope.demo import demo_measures, digits_split
+        from infoscope import Monitor, adapters
+        from infoscope.demo import demo_measures, demo_network, digits_split
 
         data = digits_split()
         self.X, self.y = data["X_probe"], data["y_probe"]
         self.folder = tempfile.mkdtemp()
-        self.model, self.params, self.layers, self.adapter = _model(framework)
+        self.model, self.params, self.layers = demo_network(framework)
+        self.adapter = getattr(adapters, framework)
         self.monitor = Monitor(
             demo_measures(), self.X, self.y, layers=self.layers,
             path=os.path.join(self.folder, "run.h5"), progress=False,
@@ -111,51 +112,6 @@ class MonitorRecord:
         return float(np.median(ours) / np.median(direct))
 
     track_ratio_to_direct.unit = "ratio"
-
-
-def _model(framework):
-    if framework == "torch":
-        from collections import OrderedDict
-
-        import torch
-
-        from infoscope.adapters import torch as adapter
-
-        torch.manual_seed(0)
-        nn = torch.nn
-        model = nn.Sequential(
-            OrderedDict(
-                [
-                    ("dense1", nn.Linear(64, 64)),
-                    ("hidden1", nn.ReLU()),
-                    ("dense2", nn.Linear(64, 32)),
-                    ("hidden2", nn.ReLU()),
-                    ("logits", nn.Linear(32, 10)),
-                ]
-            )
-        )
-        return model, None, ["hidden1", "hidden2", "logits"], adapter
-    import jax
-    import jax.numpy as jnp
-
-    from infoscope.adapters import jax as adapter
-
-    sizes = (64, 64, 32, 10)
-    keys = jax.random.split(jax.random.PRNGKey(0), 3)
-    params = [
-        (jax.random.normal(k, (a, b)) / np.sqrt(a), jnp.zeros(b))
-        for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)
-    ]
-
-    def apply_fn(params, x):
-        for i, (w, b) in enumerate(params[:-1]):
-            with jax.named_scope(f"hidden{i + 1}"):
-                x = jnp.maximum(x @ w + b, 0.0)
-        with jax.named_scope("logits"):
-            return x @ params[-1][0] + params[-1][1]
-
-    layers = ["hidden1/max_0", "hidden2/max_0", "logits/add_0"]
-    return apply_fn, params, layers, adapter
 
 
 class Demo:

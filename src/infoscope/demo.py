@@ -208,7 +208,29 @@ def _train(
     return monitor
 
 
-def _torch_trainer(data, epochs, path, progress, seed) -> Monitor:
+def demo_network(framework: str, seed: int = 0) -> tuple[Any, Any, list[str]]:
+    """The demo's untrained 64-64-32-10 ReLU MLP: ``(model, params, layers)``.
+
+    For PyTorch a ``torch.nn.Sequential`` and ``params=None``; for JAX
+    ``apply_fn(params, x)`` and its parameters (PyTorch's default
+    initialisation). ``layers`` names the two hidden layers and the logits as
+    the framework's adapter names them.
+
+    Examples
+    --------
+    >>> from infoscope.demo import demo_network
+    >>> model, params, layers = demo_network("torch")
+    >>> params is None, layers
+    (True, ['hidden1', 'hidden2', 'logits'])
+    """
+    if framework == "torch":
+        return _torch_network(seed)
+    if framework == "jax":
+        return _jax_network(seed)
+    raise ValueError(f"framework={framework!r} is not one of 'torch', 'jax'.")
+
+
+def _torch_network(seed: int) -> tuple[Any, None, list[str]]:
     from collections import OrderedDict
 
     import torch
@@ -226,6 +248,40 @@ def _torch_trainer(data, epochs, path, progress, seed) -> Monitor:
             ]
         )
     )
+    return net, None, ["hidden1", "hidden2", "logits"]
+
+
+def _jax_network(seed: int) -> tuple[Any, Any, list[str]]:
+    import jax
+    import jax.numpy as jnp
+
+    sizes = (64, *HIDDEN, 10)
+    keys = jax.random.split(jax.random.PRNGKey(seed), len(sizes) - 1)
+    params = {
+        f"dense{i + 1}": {
+            # PyTorch's default initialisation: uniform within 1/sqrt(fan_in).
+            "w": jax.random.uniform(k, (a, b), minval=-1, maxval=1) / np.sqrt(a),
+            "b": jnp.zeros(b),
+        }
+        for i, (k, a, b) in enumerate(zip(keys, sizes[:-1], sizes[1:], strict=True))
+    }
+
+    def apply_fn(params: dict, x: Any) -> Any:
+        for i in (1, 2):
+            with jax.named_scope(f"hidden{i}"):
+                layer = params[f"dense{i}"]
+                x = jnp.maximum(x @ layer["w"] + layer["b"], 0.0)
+        with jax.named_scope("logits"):
+            return x @ params["dense3"]["w"] + params["dense3"]["b"]
+
+    return apply_fn, params, ["hidden1/max_0", "hidden2/max_0", "logits/add_0"]
+
+
+def _torch_trainer(data, epochs, path, progress, seed) -> Monitor:
+    import torch
+
+    net, _, layers = _torch_network(seed)
+    nn = torch.nn
     optimizer = torch.optim.Adam(net.parameters(), lr=1e-3)
 
     def step(X: np.ndarray, y: np.ndarray) -> float:
@@ -255,7 +311,7 @@ def _torch_trainer(data, epochs, path, progress, seed) -> Monitor:
         step,
         predict,
         record,
-        ["hidden1", "hidden2", "logits"],
+        layers,
         "torch",
     )
 
@@ -264,24 +320,7 @@ def _jax_trainer(data, epochs, path, progress, seed) -> Monitor:
     import jax
     import jax.numpy as jnp
 
-    sizes = (64, *HIDDEN, 10)
-    keys = jax.random.split(jax.random.PRNGKey(seed), len(sizes) - 1)
-    params = {
-        f"dense{i + 1}": {
-            # PyTorch's default initialisation: uniform within 1/sqrt(fan_in).
-            "w": jax.random.uniform(k, (a, b), minval=-1, maxval=1) / np.sqrt(a),
-            "b": jnp.zeros(b),
-        }
-        for i, (k, a, b) in enumerate(zip(keys, sizes[:-1], sizes[1:], strict=True))
-    }
-
-    def apply_fn(params: dict, x: Any) -> Any:
-        for i in (1, 2):
-            with jax.named_scope(f"hidden{i}"):
-                layer = params[f"dense{i}"]
-                x = jnp.maximum(x @ layer["w"] + layer["b"], 0.0)
-        with jax.named_scope("logits"):
-            return x @ params["dense3"]["w"] + params["dense3"]["b"]
+    apply_fn, params, layers = _jax_network(seed)
 
     def loss_fn(params: dict, X: Any, y: Any) -> Any:
         logits = apply_fn(params, X)
@@ -318,7 +357,6 @@ def _jax_trainer(data, epochs, path, progress, seed) -> Monitor:
     def record(monitor: Monitor, epoch: int, values: dict) -> None:
         monitor.record(epoch, apply_fn, params=state["params"], **values)
 
-    layers = ["hidden1/max_0", "hidden2/max_0", "logits/add_0"]
     return _train(
         data, epochs, path, progress, seed, step, predict, record, layers, "jax"
     )

@@ -70,24 +70,20 @@ class _Rule:
     measure: Callable[[Any, str, _Context], tuple[Rows, Arrays]]
 
 
-def _per_layer(attribute: str, with_labels: bool):
+def _per_layer(attribute: str | Callable[[Any], str], with_labels: bool):
     def measure(est: Any, name: str, ctx: _Context) -> tuple[Rows, Arrays]:
+        key = attribute(est) if callable(attribute) else attribute
         rows = []
         for layer, H in ctx.activations.items():
             est.fit(H, ctx.y) if with_labels else est.fit(H)
-            rows.append((layer, name, float(getattr(est, attribute))))
+            rows.append((layer, name, float(getattr(est, key))))
         return rows, {}
 
     return measure
 
 
-def _hsic(est: Any, name: str, ctx: _Context) -> tuple[Rows, Arrays]:
-    attribute = "cka_" if est.normalized else "hsic_"
-    rows = []
-    for layer, H in ctx.activations.items():
-        est.fit(H, ctx.y)
-        rows.append((layer, name, float(getattr(est, attribute))))
-    return rows, {}
+def _hsic_attribute(est: Any) -> str:
+    return "cka_" if est.normalized else "hsic_"
 
 
 def _plane(est: Any, name: str, ctx: _Context) -> tuple[Rows, Arrays]:
@@ -140,7 +136,7 @@ def _ntk_mutual_information(est: Any, name: str, ctx: _Context) -> tuple[Rows, A
 
 _RULES: dict[type, _Rule] = {
     HSICPlane: _Rule("hsic", "activations", True, _plane),
-    HSIC: _Rule("hsic", "activations", True, _hsic),
+    HSIC: _Rule("hsic", "activations", True, _per_layer(_hsic_attribute, True)),
     DiffusionSpectralEntropy: _Rule(
         "dse", "activations", False, _per_layer("entropy_", False)
     ),
@@ -401,6 +397,8 @@ class Monitor:
                 f"label per probe sample."
             )
         self._labels = None if y is None else _encode_labels(y)
+        self.n_probe = n_samples
+        self._probes: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.layers = [layers] if isinstance(layers, str) else layers
         self.every = every
         self._due = _check_every(every)
@@ -453,7 +451,7 @@ class Monitor:
 
     def due(self, step: int) -> bool:
         """Whether :meth:`record` would measure at `step`."""
-        return self._due(int(step)) and int(step) not in set(self.run.steps)
+        return self._due(int(step)) and int(step) not in self.run.steps
 
     def record(
         self,
@@ -486,7 +484,7 @@ class Monitor:
             Whether a record was made.
         """
         step = int(step)
-        if step in set(self.run.steps) or not (force or self._due(step)):
+        if not (force or self._due(step)) or step in self.run.steps:
             return False
         adapted = _adapt(model, params)
         needs = {_RULES[type(e)].needs for e in self.estimators.values()}
@@ -538,13 +536,16 @@ class Monitor:
             reference = inputs["dense"][0][1]
         if reference is None:
             reference = inputs["ntk"]
-        xp, device = namespace_and_device(reference)
-        X = asarray(self.X, xp=xp, device=device)
-        y = (
-            None
-            if self._labels is None
-            else asarray(self._labels, xp=xp, device=device)
-        )
+        place = _place(reference)
+        if place not in self._probes:  # one copy per namespace and device
+            xp, device = namespace_and_device(reference)
+            X = asarray(self.X, xp=xp, device=device)
+            y = self._labels
+            self._probes[place] = (
+                X,
+                None if y is None else asarray(y, xp=xp, device=device),
+            )
+        X, y = self._probes[place]
         return _Context(inputs["activations"], inputs["dense"], inputs["ntk"], X, y)
 
     def _metric(self, name: str, fn: Callable, adapted: _Adapted, rows: Rows) -> None:
@@ -588,7 +589,6 @@ class Monitor:
     def __repr__(self) -> str:
         where = self.run.path or "memory"
         return (
-            f"Monitor(measures={list(self.estimators)}, n_probe="
-            f"{self._config(0)['n_probe'] or np.shape(self.X)[0]}, "
+            f"Monitor(measures={list(self.estimators)}, n_probe={self.n_probe}, "
             f"records={len(self.run.steps)}, path={where!r})"
         )
