@@ -26,6 +26,8 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 
+__all__ = ["Run", "load_run"]
+
 FORMAT_VERSION = 1
 _COLUMNS = ("step", "layer", "measure", "value")
 

@@ -512,7 +512,7 @@ class NodeSNR(InfoscopeEstimator):
     signal_factor_ : array of shape (n_nodes,)
         Signal factor F per node; NaN for all-zero weights and for nodes whose
         input-output covariance is all zero.
-    covariance_ : array of shape (n_features_in_, n_nodes)
+    covariance_ : array of shape (n_features_in, n_nodes)
         ``c``, the (normalised) input-output covariance of each input and node,
         divided by the input's activity count plus 1e-4.
     sign_disagreements_ : int
