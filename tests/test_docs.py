@@ -1,0 +1,107 @@
+"""The documentation site covers the package: every public name is in the API
+reference, and the README's docs command is the one CI runs."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+from pathlib import Path
+
+import infoscope
+
+# infoscope.callbacks.KerasCallback imports Keras on first access.
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+ROOT = Path(__file__).resolve().parents[1]
+API = ROOT / "docs" / "api.rst"
+
+# The modules whose ``__all__`` is public API. infoscope.__all__ also names its
+# submodules; those are documented through their own names.
+PUBLIC_MODULES = (
+    "infoscope",
+    "infoscope.adapters.torch",
+    "infoscope.adapters.jax",
+    "infoscope.adapters.keras",
+    "infoscope.selection",
+    "infoscope.monitor",
+    "infoscope.runs",
+    "infoscope.plotting",
+    "infoscope.callbacks",
+    "infoscope.kernels",
+    "infoscope.backends",
+)
+
+
+def documented_names(text: str) -> set[str]:
+    """The fully qualified names listed in the autosummary blocks of `text`."""
+    names, module, in_block = set(), None, False
+    for line in text.splitlines():
+        if match := re.match(r"\.\. currentmodule:: (\S+)", line):
+            module = match[1]
+        elif line.startswith(".. autosummary::"):
+            in_block = True
+        elif in_block and re.match(r"   [A-Za-z_][\w.]*$", line):
+            names.add(f"{module}.{line.strip()}")
+        elif in_block and line and not line.startswith(" "):
+            in_block = False
+    return names
+
+
+def public_names() -> set[str]:
+    names = set()
+    for name in PUBLIC_MODULES:
+        module = importlib.import_module(name)
+        for attr in module.__all__:
+            obj = getattr(module, attr)
+            if type(obj).__name__ == "module" or attr == "__version__":
+                continue
+            names.add(f"{name}.{attr}")
+    return names
+
+
+def resolve(qualified: str):
+    module, _, rest = qualified.partition(".")
+    obj = importlib.import_module(module)
+    for part in rest.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def test_parser_reads_currentmodule_and_entries():
+    text = (
+        ".. currentmodule:: pkg\n\n.. autosummary::\n   :toctree: generated\n\n"
+        "   f\n   sub.g\n\nText\n\n   h\n"
+    )
+    assert documented_names(text) == {"pkg.f", "pkg.sub.g"}
+
+
+def test_every_public_name_is_in_the_api_reference():
+    # A name exported twice (infoscope.Monitor is infoscope.monitor.Monitor)
+    # is documented once.
+    documented = {id(resolve(name)) for name in documented_names(API.read_text())}
+    missing = sorted(
+        name for name in public_names() if id(resolve(name)) not in documented
+    )
+    assert not missing, f"add to docs/api.rst: {missing}"
+
+
+def test_every_api_entry_exists_and_has_an_example():
+    for qualified in sorted(documented_names(API.read_text())):
+        obj = resolve(qualified)
+        doc = obj.__doc__ or ""
+        assert "Examples\n" in doc.replace("    ", ""), f"{qualified} has no Examples"
+
+
+def test_readme_docs_command_builds_with_warnings_as_errors():
+    readme = (ROOT / "README.md").read_text()
+    command = re.search(r"<!-- docs-command -->\s*```bash\n(.+?)\n```", readme, re.S)
+    assert command, "README.md has no docs-command block"
+    assert "sphinx -W" in command[1] and "docs" in command[1]
+    assert "docs-command" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_version_in_the_site_is_the_package_version():
+    conf = (ROOT / "docs" / "conf.py").read_text()
+    assert "release = infoscope.__version__" in conf
+    assert infoscope.__version__
