@@ -473,6 +473,20 @@ def test_normalized_mutual_information_of_two_single_samples_is_nan():
     np.testing.assert_array_equal(np.diag(result.normalized_mutual_information), 1.0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_normalized_mutual_information_of_two_rank_one_classes_is_nan(dtype):
+    # Rank-one blocks of 25 samples each: S_A = S_B = 0 up to rounding, which
+    # must give NaN, not 2 I / 1e-15.
+    rng = np.random.default_rng(3)
+    g = rng.standard_normal((2, 6))
+    J = np.concatenate([np.outer(rng.uniform(1, 2, 25), v) for v in g])
+    y = np.repeat([0, 1], 25)
+    result = ntk_mutual_information((J @ J.T).astype(dtype), y)
+    assert abs(result.entropies[0]) < 1e-3 and abs(result.entropies[1]) < 1e-3
+    assert math.isnan(result.normalized_mutual_information[0, 1])
+    assert np.isfinite(result.mutual_information[0, 1])
+
+
 def test_labels_from_another_library_and_normalisation():
     torch = pytest.importorskip("torch")
     K = gram(n=9, seed=11)

@@ -574,7 +574,7 @@ class NTKMutualInformationResult(NamedTuple):
     #: (n_classes, n_classes): ``I(A; B)``, with ``S_A`` on the diagonal.
     mutual_information: Any
     #: (n_classes, n_classes): ``2 I(A; B) / (S_A + S_B)``, 1 on the diagonal;
-    #: NaN where ``S_A + S_B = 0``.
+    #: NaN where ``S_A + S_B`` is 0 up to rounding (1000 eps of K's dtype).
     normalized_mutual_information: Any
     #: (n_combinations,): the entropy of each combination's block.
     entropies: Any
@@ -675,6 +675,9 @@ def _mutual_information(
                 pair_entropy[combo] = spectrum.entropy
     mi = np.empty((n_classes, n_classes))
     nmi = np.empty((n_classes, n_classes))
+    # Two rank-one blocks have S_A + S_B = 0 exactly, but rounding leaves
+    # ~1e-15 there, which would turn 2 I / (S_A + S_B) into -1e15.
+    zero = 1000 * float(xp.finfo(K.dtype).eps) / math.log(base)
     for a in range(n_classes):
         mi[a, a] = pair_entropy[(a,)]
         nmi[a, a] = 1.0
@@ -682,7 +685,7 @@ def _mutual_information(
             s_a, s_b = pair_entropy[(a,)], pair_entropy[(b,)]
             mi[a, b] = mi[b, a] = s_a + s_b - pair_entropy[(a, b)]
             total = s_a + s_b
-            nmi[a, b] = nmi[b, a] = 2.0 * mi[a, b] / total if total > 0 else math.nan
+            nmi[a, b] = nmi[b, a] = 2.0 * mi[a, b] / total if total > zero else math.nan
     dtype = float_dtype(xp, device)
 
     def on_device(a):
@@ -752,9 +755,11 @@ def ntk_mutual_information(
     For two classes whose gradients are orthogonal (a block-diagonal K) the
     union's spectrum is the two blocks' spectra, weighted by their traces
     ``t_A`` and ``t_B``; ``S_(A u B) = w_A S_A + w_B S_B + H(w)`` with
-    ``w = t / (t_A + t_B)``, so ``I = (1 - w_A) S_A + (1 - w_B) S_B - H(w)``,
-    which is negative when the blocks are large. The measure is not Shannon
-    mutual information and is not bounded below by 0.
+    ``w = t / (t_A + t_B)``, so ``I = (1 - w_A) S_A + (1 - w_B) S_B - H(w)``:
+    with equal traces ``I = (S_A + S_B) / 2 - 1`` bit, negative when the
+    blocks' own entropies are small (two rank-one blocks give -1 bit) and
+    growing with them. The measure is not Shannon mutual information and is
+    not bounded below by 0.
 
     Examples
     --------
@@ -824,7 +829,8 @@ class NTKMutualInformation(_KernelEstimatorMixin, InfoscopeEstimator):
         ``I(A; B)``; the diagonal holds ``S_A``.
     normalized_mutual_information_ : array of shape (n_classes, n_classes)
         ``2 I(A; B) / (S_A + S_B)``; 1 on the diagonal, NaN where
-        ``S_A + S_B = 0`` (two one-sample classes).
+        ``S_A + S_B`` is 0 up to rounding, 1000 eps of K's dtype (two
+        one-sample or rank-one classes).
     n_clipped_ : array of int, shape (n_combinations,)
         Negative eigenvalues clipped in each block.
     n_features_in_ : int
