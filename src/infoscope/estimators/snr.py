@@ -382,7 +382,10 @@ def node_snr(
     node whose input-output covariance is all zero (for instance, the whole
     input is never active) has ``c_:j = 0``: its S is 0, as the epsilons of the
     definition make it, and its F is NaN. An input feature that is never
-    active has ``A_i = 0`` and contributes zeros. With
+    positive has ``A_i = 0``: it contributes zeros when it is zero throughout
+    (a dead ReLU unit), but a feature that is negative throughout gets its
+    covariances divided by 1e-4 and dominates S and F. The definition is made
+    for non-negative inputs such as ReLU outputs. With
     ``normalize_inputs=True``, a feature whose maximum is exactly -0.001 makes
     ``x~`` undefined and every node NaN; pass ``normalize_inputs=False`` for
     inputs that are not non-negative. No warning is raised for any of these.
