@@ -364,6 +364,26 @@ def test_exact_method_refuses_what_cannot_fit_before_allocating(monkeypatch):
     assert 3 * 1478**2 * 8 <= 50 * 2**20 < 3 * 1479**2 * 8
 
 
+def test_approximate_mutual_information_estimator_needs_no_exact_operator(
+    monkeypatch,
+):
+    from infoscope.estimators import _base
+
+    monkeypatch.setattr(_base, "available_memory", lambda xp, device: 10 * 2**20)
+    X = data(n=1200)
+    y = np.arange(1200) % 3
+    with pytest.raises(ValueError, match="the exact method needs"):
+        DiffusionSpectralMutualInformation(method="exact").fit(X, y)
+    estimator = DiffusionSpectralMutualInformation(
+        method="approximate", n_landmarks=300, random_state=0
+    ).fit(X, y)
+    assert estimator.mutual_information_ == diffusion_spectral_mutual_information(
+        X, y, method="approximate", n_landmarks=300, random_state=0
+    )
+    assert estimator.embedding_.shape == (1200, estimator.n_components)
+    assert np.all(np.isfinite(estimator.embedding_))
+
+
 def test_no_global_side_effects(keep_python_random):
     filters = warnings.filters[:]
     python_state = random.getstate()

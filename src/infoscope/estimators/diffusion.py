@@ -914,10 +914,28 @@ n_clusters, n_probes, n_lanczos_steps, n_deflate, n_landmarks
         self.subset_entropies_ = on_device(result.subset_entropies)
         self.sigma_ = sigma
         self._check_components(X.shape[0])
-        _check_exact_fits(X.shape[0], xp, device, caller)
-        K, degrees = _exact_operator(X, sigma)
-        values, vectors = eigh_top(K, self.n_components + 1)
-        del K
+        if _resolve_method(self.method, X.shape[0]) == "exact":
+            _check_exact_fits(X.shape[0], xp, device, caller)
+            K, degrees = _exact_operator(X, sigma)
+            values, vectors = eigh_top(K, self.n_components + 1)
+            del K
+        else:
+            # The map from the approximation the entropies used: an exact
+            # N x N operator would refuse sizes the MI itself handles.
+            spectrum = _dse_approximate(
+                X,
+                xp,
+                device,
+                sigma=sigma,
+                t=self.t,
+                base=self.base,
+                n_components=self.n_components,
+                rng=rng,
+                params=params,
+                caller=caller,
+            )
+            values, vectors = spectrum.top_values, spectrum.top_vectors
+            degrees = spectrum.degrees
         self._store_map(X, xp, values, vectors, degrees)
         return self
 
