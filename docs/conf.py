@@ -62,7 +62,7 @@ sphinx_gallery_conf = {
     # ntk_data_selection.py is the full study's module; plot_ntk_selection.py
     # imports and runs it at gallery size.
     "ignore_pattern": r"__init__\.py|ntk_data_selection\.py",
-    "image_scrapers": ("matplotlib", "_scraper.figure_scraper"),
+    "image_scrapers": ("_scraper.figure_scraper", "matplotlib"),
     "within_subsection_order": "FileNameSortKey",
     "download_all_examples": False,
     "show_memory": False,

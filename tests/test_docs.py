@@ -8,6 +8,8 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
 import infoscope
 
 # infoscope.callbacks.KerasCallback imports Keras on first access.
@@ -113,3 +115,32 @@ def test_version_in_the_site_is_the_package_version():
     conf = (ROOT / "docs" / "conf.py").read_text()
     assert "release = infoscope.__version__" in conf
     assert infoscope.__version__
+
+
+def test_gallery_scraper_saves_each_pyplot_free_figure_once(tmp_path):
+    pytest.importorskip("sphinx_gallery")
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import sys
+
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    sys.path.insert(0, str(ROOT / "docs"))
+    try:
+        from _scraper import figure_scraper
+    finally:
+        sys.path.remove(str(ROOT / "docs"))
+    free, managed = Figure(), plt.figure()
+    paths = iter(tmp_path / f"image_{i}.png" for i in range(10))
+    block_vars = {
+        "example_globals": {"free": free, "managed": managed, "n": 3},
+        "image_path_iterator": paths,
+    }
+    conf = {"src_dir": str(tmp_path)}
+    first = figure_scraper(None, block_vars, conf)
+    plt.close(managed)  # what the matplotlib scraper does after saving it
+    second = figure_scraper(None, block_vars, conf)
+    assert "image_0.png" in first and "image_1.png" not in first
+    assert second == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["image_0.png"]
