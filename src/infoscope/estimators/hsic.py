@@ -489,6 +489,10 @@ def hsic(
     X, Y : arrays of shape (n_samples,) or (n_samples, n_features)
         The same samples of two variables, from one library and device; 1-D
         input is one feature, more than two axes are flattened per sample.
+        Values are numbers: pass class labels one-hot encoded (with
+        ``kernel_y="linear"``), or use :class:`HSIC` / :class:`HSICPlane`,
+        which encode classes themselves. A kernel on integer codes would
+        make class 1 closer to class 2 than to class 9.
     kernel_x : {"gaussian", "linear"} or callable, default="gaussian"
         A callable ``kernel(A, B)`` returns the ``(len(A), len(B))`` Gram of
         the rows of A and B in their namespace.
