@@ -417,3 +417,26 @@ def test_activations_of_layers_without_per_sample_outputs():
         ValueError, match="layer 'unused' was not called in the forward pass"
     ):
         ta.activations(model, X, layers=["unused"])
+
+
+def test_read_only_inputs_give_no_warning():
+    # torch warns about a non-writable NumPy buffer once per process, so the
+    # check runs in a fresh one.
+    import subprocess
+    import sys
+
+    code = (
+        "import warnings, numpy as np, torch\n"
+        "from infoscope.adapters.torch import activations\n"
+        "X = np.ones((4, 3), dtype=np.float32); X.setflags(write=False)\n"
+        "model = torch.nn.Sequential(torch.nn.Linear(3, 2))\n"
+        "with warnings.catch_warnings():\n"
+        "    warnings.simplefilter('error')\n"
+        "    out = activations(model, X)\n"
+        "print(sorted(out), tuple(out['0'].shape))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "['0'] (4, 2)"

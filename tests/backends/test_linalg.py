@@ -6,6 +6,7 @@ from hypothesis import strategies as st
 
 from infoscope.backends import (
     device_name,
+    eigh_top,
     eigvalsh,
     matmul,
     namespace_and_device,
@@ -88,6 +89,8 @@ def test_dask_is_refused_with_the_fix():
         match=r"eigvalsh does not run on dask arrays: .* Call \.compute\(\) first",
     ):
         eigvalsh(da.eye(3))
+    with pytest.raises(TypeError, match=r"eigh_top does not run on dask arrays"):
+        eigh_top(da.eye(3), 1)
 
 
 @settings(max_examples=30, deadline=None)

@@ -95,6 +95,10 @@ def _as_input(caller: str, name: str, model: Any, X: Any) -> Any:
             raise ValueError(
                 f"{caller}: `{name}` must hold numbers; got dtype {a.dtype}."
             )
+        if not a.flags.writeable:
+            # Read-only buffers (from JAX, say): torch warns that it cannot
+            # guarantee them; the model never writes to its input, so copy.
+            a = a.copy()
         X = torch.as_tensor(a, device=device)
         if X.is_floating_point():
             X = X.to(dtype)

@@ -112,6 +112,7 @@ def eigh_top(a: Any, k: int, /) -> tuple[Any, Any]:
     (array([3.]), array([0.7071, 0.7071]))
     """
     xp, _ = namespace_and_device(a, names=("a",))
+    refuse_dask(xp, "eigh_top")
     n = a.shape[0]
     if not 1 <= k <= n:
         raise ValueError(f"k must be between 1 and {n}, got {k}")
@@ -138,9 +139,10 @@ def eigvals_abs(a: Any, /) -> Any:
 
     For non-symmetric operators such as directed kNN graphs. NumPy goes through
     SciPy, PyTorch through ``torch.linalg.eigvals`` on its device, JAX through
-    ``jax.numpy.linalg.eigvals`` (a CPU kernel: GPU arrays make a host round
-    trip, as JAX itself does); libraries without a general eigensolver
-    (array-api-strict, CuPy) round-trip through NumPy. The moduli come back in
+    ``jax.numpy.linalg.eigvals`` (on a GPU where the installed jaxlib has a
+    GPU kernel, else through the host, as JAX itself decides); libraries
+    without a general eigensolver (array-api-strict, CuPy) round-trip through
+    NumPy. The moduli come back in
     `a`'s namespace, on its device, in its real dtype, in no particular order.
 
     Examples

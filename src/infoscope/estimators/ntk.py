@@ -52,6 +52,7 @@ from ..backends import (
     namespace_and_device,
     to_numpy,
 )
+from ..backends._namespace import refuse_dask
 from ._base import (
     InfoscopeEstimator,
     Interval,
@@ -319,6 +320,7 @@ def _block_entropies_nats(
     Returns NumPy arrays of shape (c,); NaN for a block without a positive
     eigenvalue.
     """
+    refuse_dask(xp, "eigvalsh")
     n = K.shape[0]
     c, k = rows.shape
     wide = float_dtype(xp, device)
