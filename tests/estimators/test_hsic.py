@@ -745,3 +745,16 @@ def test_approximate_plane_gives_the_same_coordinates_on_every_backend(backend):
     got = plane.transform([backend.asarray(H) for H in layers])
     assert type(got) is type(backend.asarray(X))
     np.testing.assert_allclose(to_numpy(got), expected, rtol=1e-4)
+
+
+def test_array_likes_follow_the_other_variables_library(backend):
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((30, 3))
+    y = (X[:, 0] > 0).astype(float).tolist()  # a plain list
+    reference = hsic(X, np.asarray(y)[:, None], sigma_x=1.5, sigma_y=1.0)
+    assert hsic(backend.asarray(X), y, sigma_x=1.5, sigma_y=1.0) == pytest.approx(
+        reference, rel=rtol(np.float32)
+    )
+    assert hsic(y, backend.asarray(X), sigma_x=1.0, sigma_y=1.5) == pytest.approx(
+        reference, rel=rtol(np.float32)
+    )

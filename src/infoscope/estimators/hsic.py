@@ -244,9 +244,24 @@ def _min_samples(estimator: str) -> int:
     return 4 if estimator == "unbiased" else 2
 
 
+def _follow_the_array(value, other):
+    """A numeric array-like `value` moved to array `other`'s library and device."""
+    if is_array(value) or not is_array(other):
+        return value
+    try:
+        host = np.asarray(value)
+    except (TypeError, ValueError):
+        return value  # left for _as_variable to refuse with its message
+    if host.dtype.kind not in "biuf":
+        return value
+    xp, device = namespace_and_device(other)
+    return asarray(value, xp=xp, device=device)
+
+
 def _pair(X, Y, *, caller, estimator, x_name="X", y_name="Y"):
     """X and Y validated, with the same namespace, device and sample count."""
     n_min = _min_samples(estimator)
+    X, Y = _follow_the_array(X, Y), _follow_the_array(Y, X)
     X = _as_variable(X, caller, x_name, n_min)
     Y = _as_variable(Y, caller, y_name, n_min)
     namespace_and_device(X, Y, names=(x_name, y_name))
