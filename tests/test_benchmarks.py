@@ -143,3 +143,178 @@ def test_timeraw_import_runs():
     code = timeraw_import_infoscope()
     assert isinstance(code, str)
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# --- every family's time and memory benchmarks, and the figures script ------
+
+FAMILY_MODULES = (
+    "bench_diffusion",
+    "bench_hsic",
+    "bench_snr",
+    "bench_ntk",
+    "bench_selection",
+    "bench_monitor",
+)
+
+
+def test_new_benchmark_classes_are_found():
+    names = {cls.__name__ for cls in CLASSES}
+    assert {
+        "DiffusionMutualInformation",
+        "AdjacencyEntropy",
+        "ShannonBaselines",
+        "HSICExact",
+        "NtkMeasures",
+        "EntropySelection",
+    } <= names
+
+
+@pytest.mark.parametrize("name", FAMILY_MODULES)
+def test_every_family_has_time_peakmem_and_traced_peak(name):
+    module = importlib.import_module(f"benchmarks.{name}")
+    methods = {
+        method
+        for _, cls in inspect.getmembers(module, inspect.isclass)
+        if cls.__module__ == module.__name__
+        for method in dir(cls)
+    }
+    assert any(m.startswith("time_") for m in methods), name
+    assert any(m.startswith("peakmem_") for m in methods), name
+    traced = [m for m in methods if m.startswith("track_") and m.endswith("_peak")]
+    assert traced, name
+
+
+def test_traced_peak_sees_an_allocation_on_numpy():
+    import numpy as np
+    from benchmarks._memory import traced_peak
+
+    peak = traced_peak("numpy", lambda: np.ones(1_000_000))
+    assert 8_000_000 <= peak < 9_000_000, peak
+    # A temporary freed before the end still counts; what was held before not.
+    held = np.ones(2_000_000)
+    peak = traced_peak("numpy", lambda: float(np.ones(500_000).sum() + held[0]))
+    assert 4_000_000 <= peak < 5_000_000, peak
+
+
+def test_traced_peak_sees_torch_cpu_tensors():
+    torch = pytest.importorskip("torch")
+    from benchmarks._memory import traced_peak
+
+    peak = traced_peak("torch-cpu", lambda: torch.ones(1_000_000, dtype=torch.float64))
+    assert 8_000_000 <= peak < 9_000_000, peak
+
+
+def test_traced_peak_of_jax_cpu_grows_with_the_allocation():
+    jnp = pytest.importorskip("jax.numpy")
+    from benchmarks._memory import traced_peak
+
+    size = 64 * 2**20  # float32: 256 MiB, touched by the fill
+    try:
+        peak = traced_peak(
+            "jax-cpu",
+            lambda: jnp.full(size, 1.0, dtype=jnp.float32).block_until_ready(),
+        )
+    except NotImplementedError as exc:  # no /proc/self/clear_refs here
+        pytest.skip(str(exc))
+    assert peak >= 128 * 2**20, peak
+
+
+def test_traced_peak_skips_a_backend_it_cannot_see():
+    from benchmarks._memory import traced_peak
+
+    with pytest.raises(NotImplementedError, match="no memory tracer"):
+        traced_peak("no-such", lambda: None)
+
+
+def test_ntk_traced_peak_runs():
+    pytest.importorskip("torch")
+    from benchmarks.bench_ntk import EmpiricalNtk
+
+    bench = EmpiricalNtk()
+    bench.setup("torch-cpu", 50, "float32")
+    try:
+        peak = bench.track_empirical_ntk_traced_peak("torch-cpu", 50, "float32")
+    finally:
+        bench.teardown("torch-cpu", 50, "float32")
+    # At least the 50 x 50 float32 result.
+    assert isinstance(peak, float) and 50 * 50 * 4 <= peak < 2**30, peak
+
+
+def test_monitor_record_time_and_memory_methods_run():
+    pytest.importorskip("torch")
+    from benchmarks.bench_monitor import MonitorRecord
+
+    bench = MonitorRecord()
+    bench.setup("torch")
+    try:
+        bench.time_record("torch")
+        bench.peakmem_record("torch")
+        peak = bench.track_record_traced_peak("torch")
+    finally:
+        bench.teardown("torch")
+    assert isinstance(peak, float) and math.isfinite(peak) and peak > 0, peak
+    assert MonitorRecord.track_record_traced_peak.unit == "bytes"
+
+
+def test_figures_lists_existing_benchmarks():
+    import figures
+
+    for ratio in figures.RATIOS:
+        cls = getattr(importlib.import_module(f"benchmarks.{ratio.module}"), ratio.cls)
+        for method in ratio.methods:
+            assert callable(getattr(cls, method)), (ratio.cls, method)
+    for module, name in figures.MEASURES:
+        cls = getattr(importlib.import_module(f"benchmarks.{module}"), name)
+        assert figures.measure_methods(cls), name
+
+
+FIGURES_ARGV = [
+    "--quick",
+    "--only",
+    "EigvalshOverhead",
+    "--only",
+    "ShannonBaselines.time_shannon_entropy",
+    "--backend",
+    "numpy",
+]
+
+
+@pytest.fixture(scope="module")
+def figures_text(tmp_path_factory):
+    """What ``figures.py --quick`` writes for two cheap benchmarks on NumPy."""
+    import figures
+
+    output = tmp_path_factory.mktemp("figures") / "figures.rst"
+    assert figures.main([*FIGURES_ARGV, "--output", str(output)]) == 0
+    return output.read_text(), str(output)
+
+
+def test_figures_quick_writes_machine_command_and_numbers(figures_text):
+    text, output = figures_text
+    assert re.search(r"^:CPU: .+, \d+ logical cores \(\d+ usable\)$", text, re.M)
+    assert re.search(r"^:Python: 3\.\d+", text, re.M)
+    assert re.search(r"^:Date: \d{4}-\d\d-\d\d ", text, re.M)
+    assert "figures.py " + " ".join([*FIGURES_ARGV, "--output", output]) in text
+    # The ratio table: numpy at the smallest size, a positive number.
+    ratio = re.search(r"^numpy +256 +float64 +(\d+(?:\.\d+)?)$", text, re.M)
+    assert ratio and float(ratio.group(1)) > 0, text
+    # The time table: both dtypes at the smallest size, seconds.
+    times = re.findall(r"^numpy +2000 +(float32|float64) +(\d\S*)$", text, re.M)
+    assert {dtype for dtype, _ in times} == {"float32", "float64"}, text
+    assert all(float(seconds) > 0 for _, seconds in times)
+    # Only what was asked for ran.
+    assert "HSICPlaneLayers" not in text
+    assert "time_shannon_mutual_information" not in text
+
+
+def test_figures_output_is_valid_restructuredtext(figures_text):
+    core = pytest.importorskip("docutils.core")
+    import io
+
+    warnings = io.StringIO()
+    tree = core.publish_doctree(
+        figures_text[0],
+        settings_overrides={"report_level": 2, "warning_stream": warnings},
+    )
+    assert warnings.getvalue() == ""
+    assert len(list(tree.findall(lambda node: node.tagname == "table"))) == 2

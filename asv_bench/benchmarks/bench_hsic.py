@@ -10,16 +10,23 @@ The approximate HSIC streams random Fourier features in chunks: its time
 should grow linearly in n, and n = 1,000,000 samples of d = 100 should take
 under 30 s on 2 CPU cores. The approximate plane does the same for L layers
 in one pass.
+
+``HSICExact`` times the exact :func:`infoscope.hsic` and :func:`infoscope.cka`
+with median bandwidths. The ``track_*_traced_peak`` figures are the bytes a
+call itself holds at most, as its backend's allocator sees them
+(``_memory.traced_peak``); ``peakmem_*`` is asv's peak resident size of the
+whole benchmark process.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from infoscope import HSICPlane, hsic
+from infoscope import HSICPlane, cka, hsic
 from infoscope.kernels import gaussian_kernel
 
 from ._base import BackendBenchmark, best_times
+from ._memory import traced_peak
 
 N_LAYERS = 4
 D_INPUT = 64
@@ -63,6 +70,16 @@ class HSICPlaneLayers(BackendBenchmark):
 
     def time_transform(self, backend, n, dtype):
         self._transform(self.median)
+
+    def peakmem_transform(self, backend, n, dtype):
+        self._transform(self.median)
+
+    def track_transform_traced_peak(self, backend, n, dtype):
+        """Bytes ``transform`` (median sigma) holds at most, beyond the Grams
+        cached by ``fit``."""
+        return traced_peak(backend, lambda: self._transform(self.median))
+
+    track_transform_traced_peak.unit = "bytes"
 
     def track_ratio_to_grams(self, backend, n, dtype):
         """Best time of transform (fixed sigma) over best time of the Grams.
@@ -108,6 +125,15 @@ class HSICApproximateLarge(BackendBenchmark):
     def peakmem_hsic_approximate(self, backend, n, dtype):
         hsic(self.X, self.H, method="approximate", random_state=0)
 
+    def track_hsic_approximate_traced_peak(self, backend, n, dtype):
+        """Bytes the approximate HSIC holds at most: should not grow with n."""
+        return traced_peak(
+            backend,
+            lambda: hsic(self.X, self.H, method="approximate", random_state=0),
+        )
+
+    track_hsic_approximate_traced_peak.unit = "bytes"
+
     def track_time_per_sample_ratio(self, backend, n, dtype):
         """Time per sample at n over time per sample at n / 10: 1 is linear.
 
@@ -152,3 +178,57 @@ class HSICPlaneApproximate(BackendBenchmark):
 
     def peakmem_transform(self, backend, n, dtype):
         self.plane.transform(self.layers)
+
+    def track_transform_traced_peak(self, backend, n, dtype):
+        """Bytes the approximate transform holds at most: the features of one
+        chunk of samples per layer, whatever n."""
+        return traced_peak(
+            backend, lambda: self.sync(self.plane.transform(self.layers))
+        )
+
+    track_transform_traced_peak.unit = "bytes"
+
+
+class HSICExact(BackendBenchmark):
+    """Exact :func:`infoscope.hsic` and :func:`infoscope.cka` (biased, Gaussian
+    kernels, each variable's median bandwidth) between n x 64 inputs and a
+    ReLU layer of them (n x 128). HSIC builds two n x n Grams; CKA also
+    needs HSIC(X, X) and HSIC(H, H) from the same Grams."""
+
+    sizes = (500, 3000)
+
+    def setup_data(self, n):
+        X = self.rng.standard_normal((n, D_INPUT))
+        W = self.rng.standard_normal((D_INPUT, D_LAYER)) / np.sqrt(D_INPUT)
+        self.X = self.asarray(X)
+        self.H = self.asarray(np.maximum(X @ W, 0))
+        self._hsic()  # warm-up: imports, JAX's per-shape compilation
+        self._cka()
+
+    def _hsic(self):
+        return hsic(self.X, self.H)
+
+    def _cka(self):
+        return cka(self.X, self.H)
+
+    def time_hsic(self, backend, n, dtype):
+        self._hsic()
+
+    def time_cka(self, backend, n, dtype):
+        self._cka()
+
+    def peakmem_hsic(self, backend, n, dtype):
+        self._hsic()
+
+    def peakmem_cka(self, backend, n, dtype):
+        self._cka()
+
+    def track_hsic_traced_peak(self, backend, n, dtype):
+        return traced_peak(backend, self._hsic)
+
+    track_hsic_traced_peak.unit = "bytes"
+
+    def track_cka_traced_peak(self, backend, n, dtype):
+        return traced_peak(backend, self._cka)
+
+    track_cka_traced_peak.unit = "bytes"

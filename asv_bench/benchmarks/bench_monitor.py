@@ -7,6 +7,11 @@ SNR, NTK entropy and class MI on a 500-sample probe of digits through the
 bookkeeping (the HDF5 append, the copies to the host) should keep it near 1.
 ``Demo.time_demo`` is ``infoscope demo``'s default run (30 epochs), which the
 README says takes about a minute on two CPU cores.
+
+``MonitorRecord.peakmem_record`` is asv's peak resident size of the whole
+benchmark process; ``track_record_traced_peak`` the bytes one record itself
+holds at most, as the framework's allocator sees them
+(``_memory.traced_peak``).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import tempfile
 import time
 
 import numpy as np
+
+from ._memory import framework_backend, traced_peak
 
 FRAMEWORKS = ["torch", "jax"]
 
@@ -98,6 +105,16 @@ class MonitorRecord:
 
     def time_record(self, framework):
         self._record()
+
+    def peakmem_record(self, framework):
+        self._record()
+
+    def track_record_traced_peak(self, framework):
+        """Bytes one record holds at most (every family's measures, the HDF5
+        append)."""
+        return traced_peak(framework_backend(framework), self._record)
+
+    track_record_traced_peak.unit = "bytes"
 
     def track_ratio_to_direct(self, framework):
         """Median time of a record over that of the measures called by hand."""

@@ -19,6 +19,13 @@ output mode, in PyTorch (``torch.nn.Sequential``) and JAX (a plain
   (``asv_bench/reference/nt_reference.py``); its recorded numbers and
   versions are in ``asv_bench/reference/nt_reference.json``.
 
+- ``track_empirical_ntk_traced_peak``: the bytes one NTK call itself holds
+  at most, as the framework's allocator sees them (``_memory.traced_peak``).
+
+``NtkMeasures`` times the measures on an NTK: :func:`infoscope.ntk_entropy`
+and :func:`infoscope.ntk_mutual_information` of a precomputed n x n kernel,
+on every array backend.
+
 Like the other benchmark modules, this one imports no framework at import
 time, and backends this machine lacks are skipped (``n/a``).
 """
@@ -33,7 +40,10 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ._base import SEED, best_times, skip_reason, spec_for
+from infoscope import ntk_entropy, ntk_mutual_information
+
+from ._base import SEED, BackendBenchmark, best_times, skip_reason, spec_for
+from ._memory import traced_peak
 
 WIDTHS = (64, 256, 256, 10)
 REFERENCE = Path(__file__).resolve().parents[1] / "reference" / "nt_reference.json"
@@ -179,6 +189,12 @@ class EmpiricalNtk:
     def peakmem_empirical_ntk(self, backend, n, dtype):
         self.mlp.ntk()
 
+    def track_empirical_ntk_traced_peak(self, backend, n, dtype):
+        """Bytes one NTK call holds at most (the n x n result included)."""
+        return traced_peak(backend, self.mlp.ntk)
+
+    track_empirical_ntk_traced_peak.unit = "bytes"
+
 
 class NtkSpeedup:
     """infoscope's NTK against the per-sample-Jacobian contraction.
@@ -246,6 +262,67 @@ class NtkAgainstNeuralTangents:
         return self.reference / (time.perf_counter() - t0)
 
     track_speedup_over_neural_tangents.unit = "times faster"
+
+
+def ntk_like_kernel(rng: np.random.Generator, n: int, n_classes: int) -> tuple:
+    """A full-rank "mean"-mode NTK stand-in and balanced labels, in NumPy.
+
+    ``K = J J^T / p + 0.01 I`` for "gradients" J (n x 256) whose rows share
+    a class direction and have spread-out norms, as an NTK's do; the labels
+    are in `n_classes` classes of equal size (up to one), so the class blocks
+    have one shape per class count (JAX compiles once per shape).
+    """
+    y = rng.permutation(np.arange(n) % n_classes)
+    p = 256
+    directions = rng.standard_normal((n_classes, p))
+    J = directions[y] + rng.standard_normal((n, p))
+    J *= rng.uniform(0.3, 3.0, size=(n, 1))
+    K = J @ J.T / p + 0.01 * np.eye(n)
+    return (K + K.T) / 2, y
+
+
+class NtkMeasures(BackendBenchmark):
+    """The von Neumann entropy of an n x n NTK and the class mutual
+    information of its blocks (10 classes, combinations of at most 2 as the
+    monitor records them: 10 + 45 blocks)."""
+
+    sizes = (500, 2000)
+    n_classes = 10
+
+    def setup_data(self, n):
+        K, self.y = ntk_like_kernel(self.rng, n, self.n_classes)
+        self.K = self.asarray(K)
+        self._entropy()  # warm-up: imports, JAX's per-shape compilation
+        self._mi()
+
+    def _entropy(self):
+        return ntk_entropy(self.K)
+
+    def _mi(self):
+        result = ntk_mutual_information(self.K, self.y, max_combination_size=2)
+        return self.sync(result.mutual_information)
+
+    def time_ntk_entropy(self, backend, n, dtype):
+        self._entropy()
+
+    def time_ntk_mutual_information(self, backend, n, dtype):
+        self._mi()
+
+    def peakmem_ntk_entropy(self, backend, n, dtype):
+        self._entropy()
+
+    def peakmem_ntk_mutual_information(self, backend, n, dtype):
+        self._mi()
+
+    def track_ntk_entropy_traced_peak(self, backend, n, dtype):
+        return traced_peak(backend, self._entropy)
+
+    track_ntk_entropy_traced_peak.unit = "bytes"
+
+    def track_ntk_mutual_information_traced_peak(self, backend, n, dtype):
+        return traced_peak(backend, self._mi)
+
+    track_ntk_mutual_information_traced_peak.unit = "bytes"
 
 
 def reference_seconds(n: int, path: Path = REFERENCE) -> float:
