@@ -889,3 +889,18 @@ def test_params_clone_and_tags():
     fitted = mi.fit(gram(n=6), [0, 0, 1, 1, 2, 2])
     unfitted = clone(fitted)
     assert not hasattr(unfitted, "mutual_information_")
+
+
+@pytest.mark.parametrize("where", [(0, 1), (9, 4), (10, 11)])
+def test_symmetry_is_checked_block_by_block(monkeypatch, backend, where):
+    # Three rows per block over 12 rows: the asymmetric pair may sit in any
+    # block, and must be found wherever it is.
+    from infoscope.estimators import ntk as ntk_module
+
+    monkeypatch.setattr(ntk_module, "_SYMMETRY_BLOCK_ELEMENTS", 36)
+    K = gram(n=12, seed=2)
+    ntk_entropy(backend.asarray(K))
+    i, j = where
+    K[i, j] += 0.5 * np.abs(K).max()
+    with pytest.raises(ValueError, match=r"`K` is not symmetric: .* is 0\.5 of"):
+        ntk_entropy(backend.asarray(K))

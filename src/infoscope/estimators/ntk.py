@@ -91,6 +91,7 @@ _SYMMETRY_RTOL = {4: 2.0**-11.5, 8: 2.0**-26}  # itemsize -> sqrt(eps)
 # Stacks of principal blocks are decomposed in chunks of at most this many
 # bytes (the blocks plus their flat indices).
 _STACK_BYTES = 64 * 2**20
+_SYMMETRY_BLOCK_ELEMENTS = 2**20
 
 
 # --------------------------------------------------------------------------- #
@@ -131,10 +132,26 @@ def _check_kernel_matrix(
 
 
 def _check_symmetric(K: Any, xp: Any, caller: str, name: str) -> None:
-    scale = float(xp.max(xp.abs(K)))
+    # Row blocks against column blocks, so the check holds a few MiB rather
+    # than two n x n temporaries beside a kernel that may fill the device.
+    n = K.shape[0]
+    if n == 0:
+        return
+    step = max(1, _SYMMETRY_BLOCK_ELEMENTS // n)
+    scale = asymmetry = None
+    for start in range(0, n, step):
+        stop = min(start + step, n)  # the standard leaves stops past the end open
+        rows, cols = K[start:stop, :], K[:, start:stop]
+        block_scale = xp.max(xp.abs(rows))
+        block_asymmetry = xp.max(xp.abs(rows - cols.T))
+        if scale is None:
+            scale, asymmetry = block_scale, block_asymmetry
+        else:
+            scale = xp.maximum(scale, block_scale)
+            asymmetry = xp.maximum(asymmetry, block_asymmetry)
+    scale, asymmetry = float(scale), float(asymmetry)
     if scale == 0.0:
         return
-    asymmetry = float(xp.max(xp.abs(K - K.T)))
     tolerance = _SYMMETRY_RTOL[_itemsize(K.dtype)]
     if asymmetry > tolerance * scale:
         raise ValueError(
@@ -297,14 +314,15 @@ def _flat_block_indices(rows: np.ndarray, n: int) -> np.ndarray:
     return (rows[:, :, None] * n + rows[:, None, :]).reshape(-1)
 
 
-def _stack_nats(K_flat: Any, flat: Any, *, k: int) -> tuple[Any, Any]:
+def _stack_nats(K_flat: Any, flat: Any, *, k: int, wide: Any) -> tuple[Any, Any]:
     """Entropy (nats) and negative-eigenvalue count of each gathered k x k block.
 
-    One ``take`` from the flattened matrix (which every array library has)
-    and one stacked eigendecomposition; compiled whole for JAX.
+    One ``take`` from the flattened matrix (which every array library has),
+    the blocks widened to `wide`, and one stacked eigendecomposition;
+    compiled whole for JAX.
     """
     xp = array_namespace(K_flat, flat)
-    blocks = xp.reshape(xp.take(K_flat, flat), (-1, k, k))
+    blocks = xp.astype(xp.reshape(xp.take(K_flat, flat), (-1, k, k)), wide)
     w = xp.linalg.eigvalsh(blocks)
     return _entropy_nats(w, xp), xp.sum(xp.astype(w < 0, xp.int32), axis=-1)
 
@@ -324,13 +342,14 @@ def _block_entropies_nats(
     n = K.shape[0]
     c, k = rows.shape
     wide = float_dtype(xp, device)
-    K_flat = xp.reshape(xp.astype(K, wide, copy=False), (-1,))
+    # Only the gathered blocks are widened: a float32 K is not copied whole.
+    K_flat = xp.reshape(K, (-1,))
     chunk = max(1, _STACK_BYTES // (k * k * 16))
-    kernel = compiled(_stack_nats, xp, static_argnames=("k",))
+    kernel = compiled(_stack_nats, xp, static_argnames=("k", "wide"))
     entropies, clipped = [], []
     for start in range(0, c, chunk):
         flat = _flat_block_indices(rows[start : start + chunk], n)
-        nats, negative = kernel(K_flat, xp.asarray(flat, device=device), k=k)
+        nats, negative = kernel(K_flat, xp.asarray(flat, device=device), k=k, wide=wide)
         entropies.append(to_numpy(nats))
         clipped.append(to_numpy(negative))
     return (
