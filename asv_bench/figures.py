@@ -11,11 +11,13 @@ measure, per backend x size x dtype.
 
 Usage::
 
-    python asv_bench/figures.py [--quick] [--only SUBSTRING ...]
+    python asv_bench/figures.py [--quick] [--max-size N] [--only SUBSTRING ...]
         [--backend NAME ...] [--gpu] [--output PATH]
 
 ``--quick`` runs the smallest size of each benchmark only (a smoke test: the
-figures of the larger sizes are the ones that show the scaling). ``--only``
+figures of the larger sizes are the ones that show the scaling);
+``--max-size N`` drops the sizes above N, keeping a class's smallest where
+all are above (for a machine that cannot wait for the largest). ``--only``
 keeps the benchmarks whose ``module.Class.method`` contains one of the given
 substrings. Parameter combinations this machine cannot run are listed as
 skipped; a benchmark that fails is reported in the file and makes the exit
@@ -217,8 +219,19 @@ def plan(only: list[str]) -> list[tuple[str, str, list[str]]]:
     return selected
 
 
-def combinations(cls: type, *, quick: bool, backends: list[str], gpu: bool) -> list:
-    """The parameter combinations of `cls` to run here."""
+def combinations(
+    cls: type,
+    *,
+    quick: bool,
+    backends: list[str],
+    gpu: bool,
+    max_size: int | None = None,
+) -> list:
+    """The parameter combinations of `cls` to run here.
+
+    `max_size` drops the sizes above it; a class with none at or below it
+    keeps its smallest.
+    """
     params = cls.params
     if not params or not isinstance(params[0], list | tuple):
         params = [params]
@@ -234,6 +247,8 @@ def combinations(cls: type, *, quick: bool, backends: list[str], gpu: bool) -> l
             values = [f for f in values if FRAMEWORK_BACKENDS.get(f) in backends]
         elif name == "n" and quick:
             values = [min(values)]
+        elif name == "n" and max_size is not None:
+            values = [v for v in values if v <= max_size] or [min(values)]
         axes.append(values)
     return list(itertools.product(*axes))
 
@@ -247,12 +262,15 @@ def run_class(
     backends: list[str],
     gpu: bool,
     log: Any,
+    max_size: int | None = None,
 ) -> ClassRun:
     cls = getattr(importlib.import_module(f"benchmarks.{module}"), name)
     names = list(getattr(cls, "param_names", [])) or ["param"]
     run = ClassRun(module, name, methods, names)
     repeat = 1 if quick else 3
-    for params in combinations(cls, quick=quick, backends=backends, gpu=gpu):
+    for params in combinations(
+        cls, quick=quick, backends=backends, gpu=gpu, max_size=max_size
+    ):
         outcome = Outcome(params)
         run.outcomes.append(outcome)
         label = f"{name}{params}"
@@ -577,6 +595,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--quick", action="store_true", help="smallest size of each benchmark only"
     )
     parser.add_argument(
+        "--max-size",
+        type=int,
+        default=None,
+        metavar="N",
+        help="skip sizes above N (a class with none at or below N runs its smallest)",
+    )
+    parser.add_argument(
         "--only",
         action="append",
         default=[],
@@ -628,6 +653,7 @@ def main(argv: list[str] | None = None) -> int:
                 backends=args.backend,
                 gpu=args.gpu,
                 log=sys.stderr,
+                max_size=args.max_size,
             )
         )
     text = report(

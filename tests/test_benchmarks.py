@@ -268,6 +268,22 @@ def test_figures_lists_existing_benchmarks():
         assert figures.measure_methods(cls), name
 
 
+def test_figures_max_size_caps_sizes_but_keeps_each_class_running():
+    import figures
+    from benchmarks.bench_hsic import HSICApproximateLarge, HSICExact
+
+    def sizes(cls, max_size):
+        combos = figures.combinations(
+            cls, quick=False, backends=["numpy"], gpu=False, max_size=max_size
+        )
+        return sorted({params[1] for params in combos})
+
+    assert sizes(HSICExact, None) == sorted(HSICExact.sizes)
+    assert sizes(HSICExact, 1000) == [500]
+    # Every size is above the cap: the smallest still runs.
+    assert sizes(HSICApproximateLarge, 1000) == [min(HSICApproximateLarge.sizes)]
+
+
 FIGURES_ARGV = [
     "--quick",
     "--only",
