@@ -1,8 +1,10 @@
 """Sphinx configuration of infoscope's documentation site.
 
-Build it (warnings are errors) from the repository root with::
+Build it (warnings are errors) from the repository root with the command
+after the ``docs-command`` marker in README.md, which CI runs::
 
-    pip install -e ".[docs]" && python -m sphinx -W --keep-going -b html docs docs/_build/html
+    pip install -e ".[docs]"
+    python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 The gallery (``examples/plot_*.py``) is executed at build time on the CPU.
 """
