@@ -6,13 +6,12 @@ timed on every backend this machine has, in float32 and float64.
 
 from __future__ import annotations
 
-import tracemalloc
-
 import numpy as np
 
 from infoscope.backends import eigvalsh, knn_indices, pairwise_sq_distances
 
 from ._base import BackendBenchmark, best_times
+from ._memory import traced_peak
 
 
 def _symmetric(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -89,18 +88,8 @@ class PairwiseMemory(BackendBenchmark):
 
     def track_pairwise_traced_peak(self, backend, n, dtype):
         # NumPy reports its buffers to tracemalloc; BLAS workspace is not seen.
-        was_tracing = tracemalloc.is_tracing()
-        if not was_tracing:
-            tracemalloc.start()
-        try:
-            tracemalloc.reset_peak()
-            baseline = tracemalloc.get_traced_memory()[0]
-            pairwise_sq_distances(self.X)
-            peak = tracemalloc.get_traced_memory()[1]
-        finally:
-            if not was_tracing:
-                tracemalloc.stop()
-        return (peak - baseline) / (n * n * np.dtype(np.float64).itemsize)
+        peak = traced_peak(backend, lambda: pairwise_sq_distances(self.X))
+        return peak / (n * n * np.dtype(np.float64).itemsize)
 
     track_pairwise_traced_peak.unit = "n x n float64 arrays"
 
