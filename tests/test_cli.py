@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,7 +158,6 @@ def test_measure_backend_not_installed_is_one_line(saved, capsys):
 
 def test_demo_writes_the_run_csv_and_report_and_refuses_to_overwrite(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    pytest.importorskip("h5py")
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--epochs", "2", "--no-progress"]) == 0
     printed = capsys.readouterr().out
@@ -165,7 +165,7 @@ def test_demo_writes_the_run_csv_and_report_and_refuses_to_overwrite(tmp_path, c
         assert name in printed
     from infoscope import load_run
 
-    run = load_run(out / "metrics.h5")
+    run = load_run(out / "metrics.db")
     assert run.steps == [0, 1, 2]
     table = run.history()
     measures = set(table.measure)
@@ -191,15 +191,19 @@ def test_demo_writes_the_run_csv_and_report_and_refuses_to_overwrite(tmp_path, c
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
 
     assert main(["demo", "--out", str(out), "--epochs", "1", "--no-progress"]) == 2
-    assert "metrics.h5 exists; pass --overwrite" in _one_error_line(capsys, "demo")
-    assert load_run(out / "metrics.h5").steps == [0, 1, 2]  # nothing lost
+    assert "metrics.db exists; pass --overwrite" in _one_error_line(capsys, "demo")
+    assert load_run(out / "metrics.db").steps == [0, 1, 2]  # nothing lost
     assert (
         main(
             ["demo", "--out", str(out), "--epochs", "1", "--no-progress", "--overwrite"]
         )
         == 0
     )
-    assert load_run(out / "metrics.h5").steps == [0, 1]
+    assert load_run(out / "metrics.db").steps == [0, 1]
+    assert sorted(p.name for p in out.iterdir() if "metrics.db" not in p.name) == [
+        "metrics.csv",
+        "report.png",
+    ]
 
 
 def test_demo_trains_with_jax_when_asked(tmp_path):
@@ -218,42 +222,65 @@ def test_demo_trains_with_jax_when_asked(tmp_path):
     assert accuracy > 0.5  # one epoch of Adam learns digits well past chance
 
 
-def test_report_redraws_a_run(tmp_path, capsys):
+def test_report_redraws_a_run_even_while_it_is_written(tmp_path, capsys):
     pytest.importorskip("matplotlib")
-    from infoscope.runs import Run
+    from infoscope.runs import Record, Run
 
-    path = tmp_path / "run.h5"
-    run = Run(path)
+    path = tmp_path / "run.db"
+    run = Run(path)  # the writer stays open: the run is still being written
     for step in range(3):
         run.append(
-            step,
-            [
-                ("fc", "hsic_x", 0.1 * step),
-                ("fc", "hsic_y", 0.2 * step),
-                ("model", "loss", 1.0 / (step + 1)),
-            ],
-            {},
+            Record(
+                step,
+                [
+                    ("fc", "hsic_x", 0.1 * step),
+                    ("fc", "hsic_y", 0.2 * step),
+                    ("model", "loss", 1.0 / (step + 1)),
+                ],
+            )
         )
     assert main(["report", str(path)]) == 0
     printed = capsys.readouterr().out
     assert "loss" in printed and "hsic_y" in printed
     assert (tmp_path / "run_report.png").stat().st_size > 10_000
+    run.append(Record(3, [("model", "loss", 0.2)]))
     assert main(["report", str(path), "--out", str(tmp_path / "r.png")]) == 0
+    assert "3   0.2" in capsys.readouterr().out  # the newest record is read
     assert (tmp_path / "r.png").exists()
 
 
-def test_report_bad_input_is_one_line(tmp_path, capsys):
-    assert main(["report", str(tmp_path / "nope.h5")]) == 2
-    assert "no such file" in _one_error_line(capsys, "report")
-    (tmp_path / "x.h5").write_text("text")
-    assert main(["report", str(tmp_path / "x.h5")]) == 2
-    assert "is not a readable HDF5 file" in _one_error_line(capsys, "report")
+def test_report_reads_an_hdf5_run_of_an_earlier_version(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
     pytest.importorskip("h5py")
-    from infoscope.runs import Run
+    old = Path(__file__).parent / "data" / "run_v1.h5"
+    assert main(["report", str(old), "--out", str(tmp_path / "old.png")]) == 0
+    assert "hidden1/max_0" in capsys.readouterr().out
+    assert (tmp_path / "old.png").stat().st_size > 10_000
 
-    Run(tmp_path / "empty.h5")
-    assert main(["report", str(tmp_path / "empty.h5")]) == 2
+
+def test_report_bad_input_is_one_line(tmp_path, capsys):
+    from infoscope.runs import Record, Run
+
+    assert main(["report", str(tmp_path / "nope.db")]) == 2
+    assert "no such file" in _one_error_line(capsys, "report")
+    (tmp_path / "x.db").write_text("text")
+    assert main(["report", str(tmp_path / "x.db")]) == 2
+    assert "is neither an infoscope run" in _one_error_line(capsys, "report")
+    with Run(tmp_path / "empty.db"):
+        pass
+    assert main(["report", str(tmp_path / "empty.db")]) == 2
     assert "holds no completed records yet" in _one_error_line(capsys, "report")
+    with Run(tmp_path / "cut.db") as run:
+        for step in range(30):
+            run.append(
+                Record(step, [("model", "loss", 1.0)], {("a", "b"): np.ones(999)})
+            )
+    data = (tmp_path / "cut.db").read_bytes()
+    (tmp_path / "cut.db").write_bytes(data[: len(data) // 3])
+    assert main(["report", str(tmp_path / "cut.db")]) == 2
+    line = _one_error_line(capsys, "report")
+    assert "is not a readable infoscope run: it is damaged" in line
+    assert "Error" not in line  # no Python exception names
 
 
 def test_the_console_command_exits_2_with_one_line(tmp_path):

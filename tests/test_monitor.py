@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -27,7 +26,13 @@ from infoscope import (
     node_snr_table,
     ntk_entropy,
 )
-from infoscope.runs import Run
+from infoscope.runs import (
+    DuplicateStepError,
+    Record,
+    RunFileError,
+    RunInUseError,
+    RunWriteError,
+)
 
 N_PROBE = 96
 
@@ -99,14 +104,14 @@ def test_torch_loop_records_every_measure_as_computed_directly(torch_net, tmp_pa
         y,
         layers=["1", "2"],
         every=2,
-        path=tmp_path / "run.h5",
+        path=tmp_path / "run.db",
         metrics={"accuracy": accuracy},
         progress=False,
     )
     made = []
     for step in range(5):
         loss = _train_step(torch_net, X, y)
-        made.append(monitor.record(step, torch_net, loss=loss))
+        made.append(monitor.record(step, torch_net, loss=loss) is not None)
         if step == 2:
             snapshot = {k: v.clone() for k, v in torch_net.state_dict().items()}
     assert made == [True, False, True, False, True]
@@ -172,7 +177,7 @@ def test_torch_loop_records_every_measure_as_computed_directly(torch_net, tmp_pa
     assert monitor.arrays("nothing") == {}
 
     # What was written is what load_run reads back.
-    again = load_run(tmp_path / "run.h5")
+    again = load_run(tmp_path / "run.db")
     assert again.history().equals(table)
     np.testing.assert_array_equal(
         again.arrays("snr_c")[4]["0"], monitor.arrays("snr_c")[4]["0"]
@@ -181,19 +186,25 @@ def test_torch_loop_records_every_measure_as_computed_directly(torch_net, tmp_pa
 
 def test_reopening_a_file_continues_the_run(tmp_path, torch_net):
     X, _y = _probe()
-    path = tmp_path / "run.h5"
+    path = tmp_path / "run.db"
     first = Monitor(
         DiffusionSpectralEntropy(), X, layers="1", path=path, progress=False
     )
     for step in range(3):
         first.record(step, torch_net, loss=float(step))
+    first.close()  # a run has one writer at a time
     second = Monitor(
         DiffusionSpectralEntropy(), X, layers="1", path=path, progress=False
     )
     assert second.steps == [0, 1, 2]
     assert not second.due(1) and second.due(3)
-    assert second.record(2, torch_net, loss=99.0) is False  # never recorded twice
-    assert second.record(3, torch_net, loss=3.0) is True
+    with pytest.raises(
+        DuplicateStepError,
+        match=r"Monitor.record: step 2 is already recorded in '.*run.db' \(steps \[0, 1, 2\]\)",
+    ):
+        second.record(2, torch_net, loss=99.0)  # never recorded twice
+    made = second.record(3, torch_net, loss=3.0)
+    assert made.step == 3 and made.value("loss") == 3.0
     table = second.history()
     assert table[table.measure == "loss"].value.tolist() == [0.0, 1.0, 2.0, 3.0]
     assert table.step.tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
@@ -201,7 +212,7 @@ def test_reopening_a_file_continues_the_run(tmp_path, torch_net):
 
 def test_changed_configuration_on_a_continued_file_warns(tmp_path, torch_net):
     X, _ = _probe()
-    path = tmp_path / "run.h5"
+    path = tmp_path / "run.db"
     Monitor(DiffusionSpectralEntropy(), X, layers="1", path=path, progress=False)
     with pytest.warns(UserWarning, match="recorded with another configuration"):
         Monitor(DiffusionSpectralEntropy(t=3), X, layers="1", path=path, progress=False)
@@ -231,7 +242,7 @@ for step in range(10):
 
 def test_a_killed_run_keeps_every_completed_record(tmp_path):
     pytest.importorskip("torch")
-    path = str(tmp_path / "run.h5")
+    path = str(tmp_path / "run.db")
     child = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(KILLED_RUN.format(path=path))],
         capture_output=True,
@@ -244,33 +255,6 @@ def test_a_killed_run_keeps_every_completed_record(tmp_path):
     table = run.history()
     assert table[table.measure == "loss"].value.tolist() == [0.0, 1.0, 2.0]
     assert set(table.measure) == {"dse", "alive", "loss"}
-
-
-def test_rows_of_an_unfinished_record_are_dropped_not_duplicated(tmp_path):
-    import h5py
-
-    path = tmp_path / "run.h5"
-    run = Run(path)
-    run.append(0, [("a", "m", 1.0)], {("arr", "a"): np.ones(2)})
-    # A record that died while being written: rows and an array, no step.
-    with h5py.File(path, "a") as f:
-        for name, value in [
-            ("step", 1),
-            ("layer", "a"),
-            ("measure", "m"),
-            ("value", 7.0),
-        ]:
-            d = f["rows"][name]
-            d.resize((2,))
-            d[1] = value
-        f["arrays/arr/a"].create_dataset("1", data=np.zeros(2))
-    assert load_run(path).history().value.tolist() == [1.0]
-    assert sorted(load_run(path).arrays("arr")) == [0]
-    again = Run(path)
-    again.append(1, [("a", "m", 2.0)], {("arr", "a"): np.full(2, 2.0)})
-    table = load_run(path).history()
-    assert table.value.tolist() == [1.0, 2.0]
-    np.testing.assert_array_equal(load_run(path).arrays("arr")[1]["a"], [2.0, 2.0])
 
 
 def test_history_as_xarray(torch_net):
@@ -324,13 +308,18 @@ def test_a_monitor_pickles_and_goes_on_recording(tmp_path, torch_net):
         y,
         layers="1",
         every=[0, 2],
-        path=tmp_path / "run.h5",
+        path=tmp_path / "run.db",
         progress=False,
     )
     monitor.record(0, torch_net)
     copy = pickle.loads(pickle.dumps(monitor))
     assert copy.steps == [0] and not copy.due(1) and copy.due(2)
-    assert copy.record(2, torch_net) and load_run(tmp_path / "run.h5").steps == [0, 2]
+    # One writer at a time: the original owns the file until it is closed.
+    with pytest.raises(RunInUseError, match="being written by another monitor"):
+        copy.record(2, torch_net)
+    monitor.close()
+    assert copy.record(2, torch_net).step == 2
+    assert load_run(tmp_path / "run.db").steps == [0, 2]
 
 
 def test_two_estimators_of_one_class_under_their_own_names(torch_net):
@@ -404,7 +393,7 @@ def test_jax_optax_loop(tmp_path):
         X,
         y,
         every=2,
-        path=tmp_path / "jax.h5",
+        path=tmp_path / "jax.db",
         progress=False,
         metrics={"accuracy": lambda f, X, y: jnp.mean(jnp.argmax(f(X), 1) == y)},
     )
@@ -457,12 +446,16 @@ def test_bad_configuration_messages(tmp_path, torch_net):
         Monitor(DiffusionSpectralEntropy(), X[:3])
     with pytest.raises(TypeError, match=r"metrics\['acc'\] must be a callable"):
         Monitor(DiffusionSpectralEntropy(), X, y, metrics={"acc": 0.9})
-    bad = tmp_path / "bad.h5"
-    bad.write_text("not hdf5")
-    with pytest.raises(ValueError, match="is not a readable HDF5 file"):
+    bad = tmp_path / "bad.db"
+    bad.write_text("not a run")
+    with pytest.raises(RunFileError, match="is neither an infoscope run"):
         Monitor(DiffusionSpectralEntropy(), X, path=bad)
+    with pytest.raises(ValueError, match=r"names a HDF5 file, but a run is written"):
+        Monitor(DiffusionSpectralEntropy(), X, path=tmp_path / "new.h5")
     with pytest.raises(FileNotFoundError, match="No run file at"):
-        load_run(tmp_path / "missing.h5")
+        load_run(tmp_path / "missing.db")
+    with pytest.raises(TypeError, match="step must be an integer"):
+        Monitor(DiffusionSpectralEntropy(), X, progress=False).record(0.5, torch_net)
     monitor = Monitor(
         DiffusionSpectralEntropy(),
         X,
@@ -484,17 +477,18 @@ def test_bad_configuration_messages(tmp_path, torch_net):
         monitor.history("csv")
 
 
-def test_h5_file_is_closed_between_records(tmp_path, torch_net):
-    """Another process (or a plot) can read the file while the run goes on."""
-    import h5py
-
+def test_a_reader_sees_each_record_as_soon_as_record_returns(tmp_path, torch_net):
     X, _ = _probe()
-    path = tmp_path / "run.h5"
+    path = tmp_path / "run.db"
     monitor = Monitor(
         DiffusionSpectralEntropy(), X, layers="1", path=path, progress=False
     )
-    monitor.record(0, torch_net)
-    with h5py.File(path, "r") as f:  # would fail on a file left open for writing
-        assert list(f["steps"][...]) == [0]
+    reader = load_run(path)  # open before anything is recorded
+    assert reader.steps == [] and len(reader.history()) == 0
+    made = monitor.record(0, torch_net, loss=1.0)
+    assert reader.steps == [0]
+    assert reader.history().value.tolist() == [v for _, _, v in made.values]
     monitor.record(1, torch_net)
-    assert os.path.getsize(path) > 0 and load_run(path).steps == [0, 1]
+    assert reader.steps == [0, 1] and load_run(path).steps == [0, 1]
+    with pytest.raises(RunWriteError, match="opened for reading"):
+        reader.append(Record(2, []))

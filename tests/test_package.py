@@ -73,7 +73,7 @@ def test_the_test_extras_give_the_four_cpu_backends():
 
 
 def test_readme_examples_run(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # the monitor example writes run.h5
+    monkeypatch.chdir(tmp_path)  # the monitor example writes run.db
     readme = Path(__file__).resolve().parents[1] / "README.md"
     blocks = re.findall(r"```python\n(.*?)```", readme.read_text(), flags=re.S)
     assert blocks, "README.md has no python example"
@@ -90,8 +90,9 @@ def test_readme_examples_run(tmp_path, monkeypatch):
     assert {"hsic_x", "hsic_y", "dsmi", "snr_optimality", "ntk_entropy", "loss"} <= set(
         history.measure
     )
-    assert (tmp_path / "run.h5").exists()
-    assert infoscope.load_run("run.h5").steps == [0, 2, 4]
+    assert (tmp_path / "run.db").exists()
+    assert infoscope.load_run("run.db").steps == [0, 2, 4]
+    assert namespace["record"].step == 4  # the last step recorded
 
 
 def test_readme_console_examples_run():

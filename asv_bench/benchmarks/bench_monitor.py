@@ -4,7 +4,9 @@
 one ``Monitor.record`` of the demo's measures (HSIC plane, DSE, DSMI, Node
 SNR, NTK entropy and class MI on a 500-sample probe of digits through the
 64-64-32-10 MLP) over the same adapters and estimators called by hand. The
-bookkeeping (the HDF5 append, the copies to the host) should keep it near 1.
+bookkeeping (the run's SQLite transaction, the copies to the host) should keep
+it near 1. ``RunStore`` is that transaction alone: the time and the bytes one
+demo record costs in the run file, and its share of the whole record.
 ``Demo.time_demo`` is ``infoscope demo``'s default run (30 epochs), which the
 README says takes about a minute on two CPU cores.
 
@@ -53,7 +55,7 @@ class MonitorRecord:
         self.adapter = getattr(adapters, framework)
         self.monitor = Monitor(
             demo_measures(), self.X, self.y, layers=self.layers,
-            path=os.path.join(self.folder, "run.h5"), progress=False,
+            path=os.path.join(self.folder, "run.db"), progress=False,
         )  # fmt: skip
         self.step = 0
         self._record()  # warm-up: imports, JAX compilation, fitted HSIC plane
@@ -110,7 +112,7 @@ class MonitorRecord:
         self._record()
 
     def track_record_traced_peak(self, framework):
-        """Bytes one record holds at most (every family's measures, the HDF5
+        """Bytes one record holds at most (every family's measures, the run's
         append)."""
         return traced_peak(framework_backend(framework), self._record)
 
@@ -129,6 +131,77 @@ class MonitorRecord:
         return float(np.median(ours) / np.median(direct))
 
     track_ratio_to_direct.unit = "ratio"
+
+
+class RunStore:
+    """What storing one demo record costs: time, file bytes, share of a record.
+
+    The record is the demo's (torch, 500-sample probe): 40 values and the Node
+    SNR weights and covariances of three dense layers plus the NTK's 500
+    eigenvalues as arrays. The file is SQLite in WAL mode with
+    ``synchronous=FULL``: each append is one transaction with its fsyncs.
+    """
+
+    timeout = 300
+
+    def setup(self):
+        if _missing("torch"):
+            raise NotImplementedError("torch is not installed")
+        from infoscope import Monitor
+        from infoscope.demo import demo_measures, demo_network, digits_split
+        from infoscope.runs import Run
+
+        data = digits_split()
+        model, _, layers = demo_network("torch")
+        self.monitor = Monitor(
+            demo_measures(), data["X_probe"], data["y_probe"], layers=layers,
+            progress=False,
+        )  # fmt: skip
+        self.model = model
+        self.record = self.monitor.record(0, model)
+        self.folder = tempfile.mkdtemp()
+        self.path = os.path.join(self.folder, "run.db")
+        self.run = Run(self.path)
+        self.step = 0
+
+    def teardown(self):
+        self.run.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def _append(self):
+        from infoscope.runs import Record
+
+        self.step += 1
+        self.run.append(Record(self.step, self.record.values, self.record.arrays))
+
+    def time_append(self):
+        self._append()
+
+    def track_bytes_per_record(self):
+        """Bytes of the run file added by 50 records, per record."""
+        self._append()
+        self.run.close()  # checkpoints the write-ahead log into the file
+        before = os.path.getsize(self.path)
+        for _ in range(50):
+            self._append()
+        self.run.close()
+        return (os.path.getsize(self.path) - before) / 50
+
+    track_bytes_per_record.unit = "bytes"
+
+    def track_append_share_of_record(self):
+        """Median time of the append over that of the whole Monitor.record."""
+        appends, records = [], []
+        for step in range(1, 6):
+            start = time.perf_counter()
+            self._append()
+            appends.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            self.monitor.record(step, self.model)
+            records.append(time.perf_counter() - start)
+        return float(np.median(appends) / np.median(records))
+
+    track_append_share_of_record.unit = "ratio"
 
 
 class Demo:

@@ -259,19 +259,20 @@ def _measure_command(args: argparse.Namespace) -> None:
 
 def _report(args: argparse.Namespace) -> None:
     from .plotting import report
-    from .runs import load_run
+    from .runs import RunFileError, load_run
 
     if not os.path.exists(args.run):
         raise CommandError(f"no such file: {args.run}")
+    out = args.out or os.path.splitext(args.run)[0] + "_report.png"
     try:
         run = load_run(args.run)
-    except ValueError as exc:
+        history = run.history()  # the records completed so far
+        if len(history) == 0:
+            raise CommandError(f"{args.run} holds no completed records yet.")
+        figure = report(run)
+    except (RunFileError, OSError) as exc:
         raise CommandError(str(exc)) from None
-    out = args.out or os.path.splitext(args.run)[0] + "_report.png"
-    history = run.history()
-    if len(history) == 0:
-        raise CommandError(f"{args.run} holds no completed records yet.")
-    report(run).savefig(out, dpi=110)
+    figure.savefig(out, dpi=110)
     print(summary(history))
     print(f"\nwrote {out}")
 
@@ -323,7 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     measure.set_defaults(handler=_measure_command)
 
     report = commands.add_parser("report", help="redraw the figures of a run")
-    report.add_argument("run", help="RUN.h5, written by a Monitor or the demo")
+    report.add_argument(
+        "run", help="RUN.db, written by a Monitor or the demo (or an older RUN.h5)"
+    )
     report.add_argument("--out", help="the PNG to write (default: RUN_report.png)")
     report.set_defaults(handler=_report)
     return parser

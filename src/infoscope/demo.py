@@ -3,8 +3,8 @@
 :func:`run_demo` is what ``infoscope demo`` runs. It trains with PyTorch when it
 is installed, else with JAX, records the HSIC plane, DSE and DSMI of each
 hidden layer, Node SNR of each dense layer and the NTK's entropy and class
-mutual information once per epoch, and writes ``metrics.h5``, ``metrics.csv``
-and ``report.png``.
+mutual information once per epoch, and writes the run ``metrics.db`` (crash-safe,
+readable while the demo trains), ``metrics.csv`` and ``report.png``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from .estimators.snr import NodeSNR
 from .monitor import Monitor
 
 FRAMEWORKS = ("torch", "jax")
-OUTPUTS = ("metrics.h5", "metrics.csv", "report.png")
+OUTPUTS = ("metrics.db", "metrics.csv", "report.png")
 HIDDEN = (64, 32)  # the MLP is 64 -> 64 -> 32 -> 10
 
 
@@ -99,8 +99,8 @@ def run_demo(
     Parameters
     ----------
     out : str or os.PathLike
-        The folder for ``metrics.h5``, ``metrics.csv`` and ``report.png``;
-        created if missing.
+        The folder for ``metrics.db`` (the run), ``metrics.csv`` and
+        ``report.png``; created if missing.
     epochs : int, default=30
         Training epochs; records are made before training (step 0) and after
         each epoch.
@@ -140,11 +140,15 @@ def run_demo(
         )
     for path in existing:
         os.remove(path)
+    for sidecar in ("-wal", "-shm", "-lock"):  # the SQLite run's own files
+        if os.path.exists(paths["metrics.db"] + sidecar):
+            os.remove(paths["metrics.db"] + sidecar)
 
     data = digits_split(seed)
     trainer = _torch_trainer if framework == "torch" else _jax_trainer
-    monitor = trainer(data, epochs, paths["metrics.h5"], progress, seed)
-    monitor.history().to_csv(paths["metrics.csv"], index=False)
+    monitor = trainer(data, epochs, paths["metrics.db"], progress, seed)
+    monitor.close()
+    monitor.run.to_csv(paths["metrics.csv"])
     from .plotting import report
 
     report(monitor.run).savefig(paths["report.png"], dpi=110)

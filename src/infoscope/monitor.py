@@ -3,14 +3,16 @@
 A monitor holds configured estimators and a fixed probe set. At each due step
 ``monitor.record(step, model)`` pulls the layers' activations, dense layers and
 empirical NTK out of the model through :mod:`infoscope.adapters`, computes
-every measure for every layer and appends one record to its :class:`Run`
-(memory, or an HDF5 file written and closed at every record).
+every measure for every layer, appends one :class:`~infoscope.runs.Record` to
+its :class:`~infoscope.runs.Run` (memory, or a crash-safe SQLite file, one
+transaction per record) and returns it.
 """
 
 from __future__ import annotations
 
 import json
 import numbers
+import operator
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -35,11 +37,10 @@ from .estimators.diffusion import (
 from .estimators.hsic import HSIC, HSICPlane
 from .estimators.ntk import NTKEntropy, NTKMutualInformation
 from .estimators.snr import NodeSNR
-from .runs import Run
+from .runs import DuplicateStepError, Record, Run
+from .runs._record import MODEL
 
 __all__ = ["Monitor"]
-
-_MODEL = "model"  # the layer name of model-level values (NTK, loss, metrics)
 
 
 # ---- what each estimator contributes to a record
@@ -116,10 +117,10 @@ def _snr(est: Any, name: str, ctx: _Context) -> tuple[Rows, Arrays]:
 def _ntk_entropy(est: Any, name: str, ctx: _Context) -> tuple[Rows, Arrays]:
     est.fit(ctx.ntk)
     rows = [
-        (_MODEL, f"{name}_entropy", float(est.entropy_)),
-        (_MODEL, f"{name}_effective_entropy", float(est.effective_entropy_)),
+        (MODEL, f"{name}_entropy", float(est.entropy_)),
+        (MODEL, f"{name}_effective_entropy", float(est.effective_entropy_)),
     ]
-    return rows, {(f"{name}_eigenvalues", _MODEL): to_numpy(est.eigenvalues_)}
+    return rows, {(f"{name}_eigenvalues", MODEL): to_numpy(est.eigenvalues_)}
 
 
 def _ntk_mutual_information(est: Any, name: str, ctx: _Context) -> tuple[Rows, Arrays]:
@@ -128,8 +129,8 @@ def _ntk_mutual_information(est: Any, name: str, ctx: _Context) -> tuple[Rows, A
     mi = to_numpy(est.mutual_information_)[off_diagonal]
     nmi = to_numpy(est.normalized_mutual_information_)[off_diagonal]
     rows = [
-        (_MODEL, name, float(np.mean(mi))),
-        (_MODEL, f"{name}_normalized", float(np.mean(nmi))),
+        (MODEL, name, float(np.mean(mi))),
+        (MODEL, f"{name}_normalized", float(np.mean(nmi))),
     ]
     return rows, {}
 
@@ -274,6 +275,70 @@ def _check_every(every: Any) -> _Schedule:
     )
 
 
+def _check_step(step: Any) -> int:
+    try:
+        return operator.index(step)
+    except TypeError:
+        raise TypeError(
+            f"Monitor.record: step must be an integer (the training step or "
+            f"epoch); got {step!r}."
+        ) from None
+
+
+def _span(steps: list[int]) -> str:
+    if len(steps) <= 4:
+        return str(steps)
+    return f"[{steps[0]}, {steps[1]}, ..., {steps[-1]}] ({len(steps)} records)"
+
+
+def _number(name: str, value: Any) -> float:
+    """One number from a Python, NumPy, torch, JAX or CuPy scalar."""
+    if isinstance(value, numbers.Real):
+        return float(value)
+    try:
+        return float(to_numpy(value))
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"Monitor: {name} returned {type(value).__name__}; it must return one "
+            f"number."
+        ) from None
+
+
+class _Progress:
+    """A tqdm bar over a record's computations, shown once one takes a second."""
+
+    def __init__(self, enabled: bool, step: int):
+        self.bar = None
+        if not enabled:
+            return
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            return
+        self.bar = tqdm(
+            desc=f"infoscope step {step}",
+            delay=1.0,  # only computations that take a while show a bar
+            leave=False,
+            unit="task",
+        )
+
+    def run(self, label: str, fn: Callable, *args: Any) -> Any:
+        """``fn(*args)``, shown on the bar as `label`."""
+        if self.bar is None:
+            return fn(*args)
+        self.bar.set_postfix_str(label, refresh=False)
+        result = fn(*args)
+        self.bar.update()
+        return result
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 def _encode_labels(y: Any) -> Any:
     """Labels as integer codes (strings and objects cannot live on a device)."""
     y = to_numpy(y)
@@ -321,9 +386,12 @@ class Monitor:
         Which steps :meth:`record` measures: every k-th, the listed ones, or
         those where ``every(step)`` is true.
     path : str or os.PathLike, optional
-        An HDF5 file for the records, written and closed at every record; an
-        existing run file is continued (steps it holds are not recorded
-        again). None keeps the records in memory.
+        The run's file (SQLite, conventionally ``run.db``), one transaction
+        per record, so that a run killed at any moment keeps every record
+        :meth:`record` returned; readers (:func:`~infoscope.load_run`) may
+        open it while it is written. An existing run is continued (its steps
+        cannot be recorded again). The first monitor that records owns the
+        file until :meth:`close`. None keeps the records in memory.
     metrics : dict of str to callable, optional
         Model-level values computed at each record, ``fn(model, X, y) ->
         float``, where ``model`` is the model given to :meth:`record` (for
@@ -359,6 +427,10 @@ class Monitor:
     >>> table = monitor.history()
     >>> sorted(table["measure"].unique()), monitor.steps
     (['dse', 'hsic_x', 'hsic_y', 'loss'], [0, 5])
+    >>> monitor.record(10, net, loss=0.25)  # what was stored
+    Record(step=10, values=7, arrays=[])
+    >>> monitor.record(11, net) is None  # not due
+    True
     """
 
     def __init__(
@@ -431,6 +503,16 @@ class Monitor:
                 stacklevel=2,
             )
 
+    def close(self) -> None:
+        """Close the run's file and give up ownership of it (records stay)."""
+        self.run.close()
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
     def _config(self, n_samples: int) -> dict:
         return json.loads(
             json.dumps(
@@ -450,8 +532,9 @@ class Monitor:
         return self.run.steps
 
     def due(self, step: int) -> bool:
-        """Whether :meth:`record` would measure at `step`."""
-        return self._due(int(step)) and int(step) not in self.run.steps
+        """Whether :meth:`record` would measure at `step` (due and not yet stored)."""
+        step = _check_step(step)
+        return self._due(step) and step not in self.run.steps
 
     def record(
         self,
@@ -461,7 +544,7 @@ class Monitor:
         params: Any = None,
         force: bool = False,
         **values: float,
-    ) -> bool:
+    ) -> Record | None:
         """Measure `model` on the probe set and append the record, if `step` is due.
 
         Parameters
@@ -473,69 +556,81 @@ class Monitor:
         params : pytree, optional
             The JAX model's parameters.
         force : bool, default=False
-            Record even if `every` does not select `step` (a step already
-            recorded is never recorded twice).
+            Record even if `every` does not select `step`.
         **values : float
             Model-level values the loop already has, such as ``loss=...``.
 
         Returns
         -------
-        bool
-            Whether a record was made.
+        Record or None
+            The record made and stored, or None when `every` skips `step`.
+
+        Raises
+        ------
+        DuplicateStepError
+            If the run already holds a record at `step` (checked before
+            anything is computed).
+        RunWriteError
+            If the run's file cannot be written (full disk, read-only path):
+            the record is not stored, earlier ones are intact, and the next
+            call may record again.
         """
-        step = int(step)
-        if not (force or self._due(step)) or step in self.run.steps:
-            return False
+        step = _check_step(step)
+        if not (force or self._due(step)):
+            return None
+        if step in self.run.steps:
+            raise DuplicateStepError(
+                f"Monitor.record: step {step} is already recorded in "
+                f"{self.run.path or 'this run'!r} (steps {_span(self.run.steps)}); "
+                f"a step is recorded once. Continue at a later step, or check "
+                f"monitor.due(step) first."
+            )
         adapted = _adapt(model, params)
         needs = {_RULES[type(e)].needs for e in self.estimators.values()}
-        # (what the progress bar shows, where the result goes, the computation)
-        tasks: list[tuple[str, str | None, Callable[[], Any]]] = []
-        inputs: dict[str, Any] = {"activations": {}, "dense": [], "ntk": None}
-        if "activations" in needs:
-            tasks.append(
-                (
+        with _Progress(self.progress, step) as progress:
+            activations = (
+                progress.run(
                     "activations",
-                    "activations",
-                    partial(adapted.activations, self.X, self.layers, self.batch_size),
+                    adapted.activations,
+                    self.X,
+                    self.layers,
+                    self.batch_size,
                 )
+                if "activations" in needs
+                else {}
             )
-        if "dense" in needs:
-            tasks.append(
-                ("dense layers", "dense", partial(adapted.dense_layers, self.X))
+            dense = (
+                progress.run("dense layers", adapted.dense_layers, self.X)
+                if "dense" in needs
+                else []
             )
-        if "ntk" in needs:
-            tasks.append(
-                ("NTK", "ntk", partial(adapted.empirical_ntk, self.X, self.batch_size))
+            ntk = (
+                progress.run("NTK", adapted.empirical_ntk, self.X, self.batch_size)
+                if "ntk" in needs
+                else None
             )
-        rows: Rows = []
-        arrays: Arrays = {}
-        context: list[_Context] = []
+            context = self._context(activations, dense, ntk)
+            rows: Rows = []
+            arrays: Arrays = {}
+            for name, est in self.estimators.items():
+                measure = _RULES[type(est)].measure
+                est_rows, est_arrays = progress.run(name, measure, est, name, context)
+                rows += est_rows
+                arrays.update(est_arrays)
+            for name, fn in self.metrics.items():
+                value = progress.run(name, self._metric, name, fn, adapted)
+                rows.append((MODEL, name, value))
+        rows += [(MODEL, name, _number(name, v)) for name, v in values.items()]
+        record = Record(step, rows, arrays)
+        self.run.append(record)
+        return record
 
-        def measure(name: str, est: Any) -> None:
-            if not context:
-                context.append(self._context(inputs))
-            r, a = _RULES[type(est)].measure(est, name, context[0])
-            rows.extend(r)
-            arrays.update(a)
-
-        for name, est in self.estimators.items():
-            tasks.append((name, None, partial(measure, name, est)))
-        for name, fn in self.metrics.items():
-            tasks.append((name, None, partial(self._metric, name, fn, adapted, rows)))
-        for _, key, task in self._progress(tasks, step):
-            result = task()
-            if key is not None:
-                inputs[key] = result
-        rows.extend((_MODEL, name, float(v)) for name, v in values.items())
-        self.run.append(step, rows, arrays)
-        return True
-
-    def _context(self, inputs: dict[str, Any]) -> _Context:
-        reference = next(iter(inputs["activations"].values()), None)
-        if reference is None and inputs["dense"]:
-            reference = inputs["dense"][0][1]
+    def _context(self, activations: dict, dense: list, ntk: Any) -> _Context:
+        reference = next(iter(activations.values()), None)
+        if reference is None and dense:
+            reference = dense[0][1]
         if reference is None:
-            reference = inputs["ntk"]
+            reference = ntk
         place = _place(reference)
         if place not in self._probes:  # one copy per namespace and device
             xp, device = namespace_and_device(reference)
@@ -546,37 +641,10 @@ class Monitor:
                 None if y is None else asarray(y, xp=xp, device=device),
             )
         X, y = self._probes[place]
-        return _Context(inputs["activations"], inputs["dense"], inputs["ntk"], X, y)
+        return _Context(activations, dense, ntk, X, y)
 
-    def _metric(self, name: str, fn: Callable, adapted: _Adapted, rows: Rows) -> None:
-        value = fn(adapted.callable, self.X, self.y)
-        try:
-            value = float(to_numpy(value)) if not isinstance(value, float) else value
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"Monitor: metrics[{name!r}] returned {type(value).__name__}; it "
-                f"must return one number."
-            ) from None
-        rows.append((_MODEL, name, value))
-
-    def _progress(self, tasks: list, step: int) -> Iterable:
-        try:
-            from tqdm.auto import tqdm
-        except ImportError:
-            yield from tasks
-            return
-        bar = tqdm(
-            total=len(tasks),
-            desc=f"infoscope step {step}",
-            delay=1.0,  # only computations that take a while show a bar
-            leave=False,
-            disable=not self.progress,
-        )
-        with bar:
-            for task in tasks:
-                bar.set_postfix_str(task[0], refresh=False)
-                yield task
-                bar.update()
+    def _metric(self, name: str, fn: Callable, adapted: _Adapted) -> float:
+        return _number(f"metrics[{name!r}]", fn(adapted.callable, self.X, self.y))
 
     def history(self, format: str = "pandas") -> Any:
         """The records as a tidy table: see :meth:`Run.history`."""
