@@ -425,14 +425,14 @@ def test_bad_configuration_messages(tmp_path, torch_net):
     X, y = _probe()
     with pytest.raises(
         TypeError,
-        match=r"Monitor: measures must be infoscope estimators \(.*HSICPlane.*\); got PCA",
+        match=r"Monitor: measures must be infoscope estimators \(.*HSICPlane.*\), objects with needs and measure\(probe\).*; got PCA",
     ):
         Monitor(PCA(), X, y)
     with pytest.raises(
         ValueError, match=r"y is None, but \['dsmi'\] need the probe labels; pass y="
     ):
         Monitor(DiffusionSpectralMutualInformation(), X)
-    with pytest.raises(ValueError, match="two estimators named 'dse'; pass a dict"):
+    with pytest.raises(ValueError, match="two measures named 'dse'; pass a dict"):
         Monitor([DiffusionSpectralEntropy(), DiffusionSpectralEntropy(t=2)], X)
     with pytest.raises(ValueError, match="measures is empty"):
         Monitor([], X)

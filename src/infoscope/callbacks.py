@@ -88,6 +88,20 @@ def _scalars(metrics: Mapping[Any, Any] | None) -> dict[str, float]:
     return values
 
 
+def _measured(record: Any, given: Mapping[str, float]) -> dict[str, float]:
+    """A record's values under the sinks' names, without those the loop gave it."""
+    from .runs import metric_name
+    from .runs._record import MODEL
+
+    if record is None:
+        return {}
+    return {
+        metric_name(measure, layer): value
+        for layer, measure, value in record.values
+        if not (layer == MODEL and measure in given)
+    }
+
+
 @contextlib.contextmanager
 def _random_states_kept() -> Iterator[None]:
     """Restore the global random generators training may draw from."""
@@ -135,6 +149,14 @@ _LIGHTNING_DOC = """Record a :class:`~infoscope.Monitor` while Lightning trains.
         ``on_train_start`` and then after each training batch, with step
         ``trainer.global_step`` (the number of optimizer steps taken; a step
         reached again under gradient accumulation is not recorded twice).
+    log_records : bool, default=False
+        Also log each record's values to the trainer's loggers (TensorBoard,
+        CSV, W&B, ...) through ``pl_module.log_dict``, named
+        ``infoscope/<measure>/<layer>`` (the values the loop logged itself are
+        not logged again). They are then in ``trainer.callback_metrics`` too,
+        so ``ModelCheckpoint`` or ``EarlyStopping`` can watch one in a
+        single-process run. The record of the untrained model (``on="step"``)
+        goes to the loggers directly: Lightning allows no ``log`` there.
 
     Attributes
     ----------
@@ -142,6 +164,9 @@ _LIGHTNING_DOC = """Record a :class:`~infoscope.Monitor` while Lightning trains.
         The monitor given.
     on : str
         When the callback records.
+    log_records : bool
+        Whether records go to the trainer's loggers. (Not ``log``: Lightning
+        sets ``log`` on every callback.)
 
     See Also
     --------
@@ -232,15 +257,18 @@ def _lightning_callback() -> type:
     class LightningCallback(*_lightning_bases()):
         __doc__ = _LIGHTNING_DOC
 
-        def __init__(self, monitor: Any, *, on: str = "epoch"):
+        def __init__(
+            self, monitor: Any, *, on: str = "epoch", log_records: bool = False
+        ):
             _check_arguments("LightningCallback", monitor, on)
             self.monitor = monitor
             self.on = on
+            self.log_records = bool(log_records)
 
         def on_train_start(self, trainer: Any, pl_module: Any) -> None:
             """Record the model before training (at ``global_step``) if on="step"."""
             if self.on == "step":
-                self._record(trainer, pl_module, trainer.global_step, None)
+                self._record(trainer, pl_module, trainer.global_step, None, False)
 
         def on_train_batch_end(
             self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int
@@ -248,26 +276,52 @@ def _lightning_callback() -> type:
             """Record at step ``trainer.global_step`` if on="step" and it is due."""
             if self.on == "step":
                 self._record(
-                    trainer, pl_module, trainer.global_step, trainer.callback_metrics
+                    trainer,
+                    pl_module,
+                    trainer.global_step,
+                    trainer.callback_metrics,
+                    True,
                 )
 
         def on_train_epoch_end(self, trainer: Any, pl_module: Any) -> None:
             """Record at step ``trainer.current_epoch`` if on="epoch" and it is due."""
             if self.on == "epoch":
                 self._record(
-                    trainer, pl_module, trainer.current_epoch, trainer.callback_metrics
+                    trainer,
+                    pl_module,
+                    trainer.current_epoch,
+                    trainer.callback_metrics,
+                    True,
                 )
 
-        def _record(self, trainer: Any, pl_module: Any, step: int, metrics) -> None:
+        def _record(
+            self, trainer: Any, pl_module: Any, step: int, metrics, loggable: bool
+        ) -> None:
             # Nothing is read (no device synchronisation) at steps not due.
             if not trainer.is_global_zero or not self.monitor.due(step):
                 return
             values = _scalars(metrics)
             with _random_states_kept():
-                self.monitor.record(step, pl_module, **values)
+                record = self.monitor.record(step, pl_module, **values)
+            measured = _measured(record, values) if self.log_records else {}
+            if not measured:
+                return
+            if loggable:
+                pl_module.log_dict(
+                    measured,
+                    on_step=self.on == "step",
+                    on_epoch=self.on == "epoch",
+                    rank_zero_only=True,
+                )
+            else:
+                for logger in trainer.loggers:
+                    logger.log_metrics(measured, step=trainer.global_step)
 
         def __repr__(self) -> str:
-            return f"LightningCallback({self.monitor!r}, on={self.on!r})"
+            return (
+                f"LightningCallback({self.monitor!r}, on={self.on!r}, "
+                f"log_records={self.log_records!r})"
+            )
 
     return LightningCallback
 
@@ -294,6 +348,13 @@ _KERAS_DOC = """Record a :class:`~infoscope.Monitor` during Keras ``model.fit``.
         number of batches trained on, counted from the optimizer's
         ``iterations`` at the start of ``fit`` (so a later ``fit`` continues
         the count).
+    log_records : bool, default=False
+        Also put each record's values in the ``logs`` Keras passes on to the
+        callbacks after this one (``History``, ``CSVLogger``,
+        ``TensorBoard``, ...), named ``infoscope/<measure>/<layer>`` (the
+        loop's own values are not added again). Place this callback before
+        those that should see them. The record of the model before training
+        (``on="step"``) has no ``logs`` to go to.
 
     Attributes
     ----------
@@ -301,6 +362,8 @@ _KERAS_DOC = """Record a :class:`~infoscope.Monitor` during Keras ``model.fit``.
         The monitor given.
     on : str
         When the callback records.
+    log_records : bool
+        Whether records go into Keras's ``logs``.
 
     See Also
     --------
@@ -382,11 +445,14 @@ def _keras_callback() -> type:
     class KerasCallback(keras.callbacks.Callback):
         __doc__ = _KERAS_DOC
 
-        def __init__(self, monitor: Any, *, on: str = "epoch"):
+        def __init__(
+            self, monitor: Any, *, on: str = "epoch", log_records: bool = False
+        ):
             _check_arguments("KerasCallback", monitor, on)
             super().__init__()
             self.monitor = monitor
             self.on = on
+            self.log_records = bool(log_records)
             self._batches = 0  # batches trained on so far (on="step")
             self._epoch_start = 0
             if on == "epoch":
@@ -429,10 +495,15 @@ def _keras_callback() -> type:
                 sync()  # the JAX trainer's current weights into the model
             values = _scalars(logs)
             with _random_states_kept():
-                self.monitor.record(step, self.model, **values)
+                record = self.monitor.record(step, self.model, **values)
+            if self.log_records and logs is not None:
+                logs.update(_measured(record, values))
 
         def __repr__(self) -> str:
-            return f"KerasCallback({self.monitor!r}, on={self.on!r})"
+            return (
+                f"KerasCallback({self.monitor!r}, on={self.on!r}, "
+                f"log_records={self.log_records!r})"
+            )
 
     return KerasCallback
 

@@ -7,7 +7,9 @@ record: a process killed at any instant leaves every record whose write
 returned and nothing of the one that did not; readers open the file while it
 is written; one writer owns it at a time; a full disk or a read-only path is
 one :class:`RunWriteError` after which the run goes on. Runs export to HDF5,
-netCDF and CSV, and HDF5 runs of earlier infoscope versions are read.
+netCDF and CSV, and HDF5 runs of earlier infoscope versions are read. Sinks
+(:class:`TensorBoardSink`, :class:`MLflowSink`, or any :class:`Sink`) receive
+each record a :class:`~infoscope.Monitor` stores.
 
 Examples
 --------
@@ -21,15 +23,20 @@ Examples
 from ._errors import DuplicateStepError, RunFileError, RunInUseError, RunWriteError
 from ._record import Record
 from ._run import Run, load_run
+from ._sinks import MLflowSink, Sink, TensorBoardSink, metric_name
 
 __all__ = [
     "DuplicateStepError",
+    "MLflowSink",
     "Record",
     "Run",
     "RunFileError",
     "RunInUseError",
     "RunWriteError",
+    "Sink",
+    "TensorBoardSink",
     "load_run",
+    "metric_name",
 ]
 
 # Public under this module's name: in tracebacks, reprs and pickles.

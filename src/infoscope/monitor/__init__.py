@@ -1,0 +1,30 @@
+"""Recording information measures across training: :class:`Monitor`.
+
+A monitor holds measures and a fixed probe set. At each due step
+``monitor.record(step, model)`` pulls what the measures need out of the model
+through :mod:`infoscope.adapters` (each layer's activations, the dense layers,
+the empirical NTK, once per record), computes every measure, appends one
+:class:`~infoscope.runs.Record` to its :class:`~infoscope.runs.Run` (memory,
+or a crash-safe SQLite file, one transaction per record), sends it to the
+sinks and returns it.
+
+A measure is one of infoscope's estimators, any object of the measure
+protocol (:class:`Measure`: ``needs`` and ``measure(probe)``, receiving a
+:class:`Probe`), or a callable measured per layer.
+
+Examples
+--------
+>>> from infoscope.monitor import NEEDS
+>>> sorted(NEEDS)
+['activations', 'dense', 'labels', 'model', 'ntk']
+"""
+
+from ._measures import NEEDS, Measure, Probe
+from ._monitor import Monitor
+
+__all__ = ["NEEDS", "Measure", "Monitor", "Probe"]
+
+# Public under this module's name: in tracebacks, reprs and pickles.
+for _name in ("Measure", "Monitor", "Probe"):
+    globals()[_name].__module__ = __name__
+del _name
