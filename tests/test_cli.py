@@ -241,11 +241,17 @@ def test_report_redraws_a_run_even_while_it_is_written(tmp_path, capsys):
         )
     assert main(["report", str(path)]) == 0
     printed = capsys.readouterr().out
-    assert "loss" in printed and "hsic_y" in printed
+    assert f"{path}: 3 records (steps 0 to 2), 3 measures;" in printed
+    assert "hsic_y" not in printed  # the table only when asked
     assert (tmp_path / "run_report.png").stat().st_size > 10_000
     run.append(Record(3, [("model", "loss", 0.2)]))
-    assert main(["report", str(path), "--out", str(tmp_path / "r.png")]) == 0
-    assert "3   0.2" in capsys.readouterr().out  # the newest record is read
+    out = str(tmp_path / "r.png")
+    assert main(["report", str(path), "--out", out, "--table"]) == 0
+    printed = capsys.readouterr().out
+    assert "3 records" not in printed
+    line = next(ln for ln in printed.splitlines() if ln.startswith("loss"))
+    assert line.split()[-3:] == ["3", "0.2", "-0.8"]  # the newest record is read
+    assert "hsic_y: HSIC(H, Y): dependence of the layer on the labels" in printed
     assert (tmp_path / "r.png").exists()
 
 
@@ -253,7 +259,8 @@ def test_report_reads_an_hdf5_run_of_an_earlier_version(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     pytest.importorskip("h5py")
     old = Path(__file__).parent / "data" / "run_v1.h5"
-    assert main(["report", str(old), "--out", str(tmp_path / "old.png")]) == 0
+    out = str(tmp_path / "old.png")
+    assert main(["report", str(old), "--out", out, "--table"]) == 0
     assert "hidden1/max_0" in capsys.readouterr().out
     assert (tmp_path / "old.png").stat().st_size > 10_000
 

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-pytest.importorskip("matplotlib")
+matplotlib = pytest.importorskip("matplotlib")
 pd = pytest.importorskip("pandas")
 
 from matplotlib.collections import PathCollection  # noqa: E402
@@ -77,18 +77,27 @@ def test_plane_one_trajectory_per_layer_with_the_data_in_step_order():
     assert len(lines) == len(points) == len(LAYERS)
     # layers in order of first appearance in the (shuffled) history
     order = list(dict.fromkeys(df.layer))
-    assert [c.get_label() for c in points] == order
-    for layer, line, coll in zip(order, lines, points, strict=True):
+    assert [ln.get_label() for ln in lines] == order
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == order
+    for i, (layer, line, coll) in enumerate(zip(order, lines, points, strict=True)):
         xy = np.column_stack([value(df, layer, "hsic_x"), value(df, layer, "hsic_y")])
         np.testing.assert_allclose(line.get_xydata(), xy)
         np.testing.assert_allclose(coll.get_offsets(), xy)
         np.testing.assert_array_equal(coll.get_array(), STEPS)
-    assert [t.get_text() for t in ax.texts] == order
-    # each name sits at its layer's last point
-    assert [t.xy for t in ax.texts] == [tuple(ln.get_xydata()[-1]) for ln in lines]
-    assert (ax.get_xlabel(), ax.get_ylabel()) == ("HSIC(H, X)", "HSIC(H, Y)")
+        # a layer's points are ringed in its line's colour
+        assert line.get_color() == f"C{i}"
+        np.testing.assert_allclose(
+            coll.get_edgecolors()[0], matplotlib.colors.to_rgba(f"C{i}")
+        )
+    assert not ax.texts  # no names sitting on the points
+    assert ax.get_title() == "HSIC information plane"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == (
+        "HSIC(H, X): dependence on the inputs",
+        "HSIC(H, Y): dependence on the labels",
+    )
     [cbar] = colorbars(fig)
     assert cbar.get_ylabel() == "step"
+    assert all(float(t).is_integer() for t in cbar.get_yticks())
 
 
 def test_plane_colours_are_the_steps_on_one_shared_scale():
@@ -108,17 +117,19 @@ def test_plane_colours_are_the_steps_on_one_shared_scale():
 def test_plane_layers_select_and_order_and_cka_labels():
     df = make_history(measures=("cka_x", "cka_y"))
     ax = panels(information_plane(df, x="cka_x", y="cka_y", layers=["fc2", "conv"]))[0]
-    assert [c.get_label() for c in ax.collections] == ["fc2", "conv"]
-    assert ax.get_xlabel() == "CKA(H, X)"
-    ax = panels(information_plane(df, x="cka_x", y="cka_x"))[0]
-    assert ax.get_ylabel() == "CKA(H, X)"
+    assert [ln.get_label() for ln in ax.get_lines()] == ["fc2", "conv"]
+    assert ax.get_xlabel() == "CKA(H, X): similarity to the inputs"
+    assert ax.get_title() == "CKA information plane"
+    ax = panels(information_plane(df, x="cka_x", y="cka_x", step_name="epoch"))[0]
+    assert ax.get_ylabel() == "CKA(H, X): similarity to the inputs"
+    assert colorbars(ax.figure)[0].get_ylabel() == "epoch"
 
 
 def test_plane_skips_layers_without_both_measures_and_labels_user_measures():
     df = make_history(measures=("mine_x", "mine_y"))
     df = df[~((df.layer == "conv") & (df.measure == "mine_y"))]
     ax = panels(information_plane(df, x="mine_x", y="mine_y"))[0]
-    assert [c.get_label() for c in ax.collections] == ["fc1", "fc2"]
+    assert [ln.get_label() for ln in ax.get_lines()] == ["fc1", "fc2"]
     assert (ax.get_xlabel(), ax.get_ylabel()) == ("mine_x", "mine_y")
 
 
@@ -162,15 +173,21 @@ def test_curves_one_panel_per_measure_one_line_per_layer():
     df = make_history(measures=("dse", "dsmi"), model=("loss", "accuracy"))
     fig = measure_curves(df)
     axes = panels(fig)
-    assert [ax.get_title() for ax in axes] == ["dse", "dsmi", "loss", "accuracy"]
-    for ax in axes[:2]:
+    measures = ["dse", "dsmi", "loss", "accuracy"]
+    # titled in words, the unit on the vertical axis
+    assert [(ax.get_title(), ax.get_ylabel()) for ax in axes] == [
+        ("Diffusion spectral entropy of the layer", "bits"),
+        ("Diffusion spectral mutual information with\nthe labels", "bits"),
+        ("Loss", "loss"),
+        ("Accuracy", "fraction"),
+    ]
+    assert {ax.get_xlabel() for ax in axes} == {"step"}
+    for ax, measure in zip(axes[:2], measures, strict=False):
         assert [ln.get_label() for ln in ax.get_lines()] == LAYERS
         assert ax.get_legend() is not None
         for layer, line in zip(LAYERS, ax.get_lines(), strict=True):
             np.testing.assert_array_equal(line.get_xdata(), STEPS)
-            np.testing.assert_allclose(
-                line.get_ydata(), value(df, layer, ax.get_title())
-            )
+            np.testing.assert_allclose(line.get_ydata(), value(df, layer, measure))
     for ax in axes[2:]:
         assert len(ax.get_lines()) == 1 and ax.get_legend() is None
     # four panels: a 2 x 3 grid, its two spare cells removed
@@ -180,8 +197,9 @@ def test_curves_one_panel_per_measure_one_line_per_layer():
 
 def test_curves_select_measures_and_layers():
     df = make_history(measures=("dse", "dsmi"), model=("loss",))
-    fig = measure_curves(df, "loss")
-    assert [ax.get_title() for ax in fig.axes] == ["loss"]
+    fig = measure_curves(df, "loss", step_name="epoch")
+    assert [ax.get_title() for ax in fig.axes] == ["Loss"]
+    assert fig.axes[0].get_xlabel() == "epoch"
     fig = measure_curves(df, ["dsmi", "loss"], layers=["fc1"])
     dsmi, loss = fig.axes
     assert [ln.get_label() for ln in dsmi.get_lines()] == ["fc1"]
@@ -234,7 +252,10 @@ def test_snr_points_are_the_data_split_by_sign():
     assert ax.get_title() == f"{n_bad} of {W.size} weights disagree in sign"
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == [f"same sign ({W.size - n_bad})", f"sign disagreement ({n_bad})"]
-    assert (ax.get_xlabel(), ax.get_ylabel()) == ("c_ij", "weight W_ij")
+    assert (ax.get_xlabel(), ax.get_ylabel()) == (
+        "c_ij: covariance of input i with node j's output",
+        "weight W_ij",
+    )
     hline, vline = ax.get_lines()
     assert list(hline.get_ydata()) == [0, 0] and list(vline.get_xdata()) == [0, 0]
 
@@ -374,27 +395,41 @@ def full_run():
 
 def test_report_all_panels():
     run, arrays = full_run()
+    run.config = {"step_name": "epoch"}  # as a Monitor stores it
     fig = report(run)
     axes = panels(fig)
     titles = [ax.get_title() for ax in axes]
-    # plane, dse, loss, ntk_entropy, snr_optimality, SNR scatter, NTK spectrum
-    assert len(axes) == 7
-    assert axes[0].get_xlabel() == "HSIC(H, X)"
-    assert titles[1:5] == ["dse", "loss", "ntk_entropy", "snr_optimality"]
-    assert titles[5].startswith("fc2, step 20: ")
-    scatter = [c for c in axes[5].collections if isinstance(c, PathCollection)]
+    # plane, dse, loss, ntk_entropy, SNR scatter, NTK spectrum; snr_optimality
+    # is 1.0 throughout: no panel, a line under the figure
+    assert len(axes) == 6
+    assert axes[0].get_xlabel() == "HSIC(H, X): dependence on the inputs"
+    assert titles[1:4] == [
+        "Diffusion spectral entropy of the layer",
+        "Loss",
+        "NTK von Neumann entropy",
+    ]
+    assert [ax.get_xlabel() for ax in axes[1:4]] == ["epoch"] * 3
+    assert [t.get_text() for t in fig.texts] == [
+        "Constant throughout, not drawn: snr_optimality = 1"
+    ]
+    assert titles[4].startswith("Node SNR of fc2, epoch 20:\n")
+    scatter = [c for c in axes[4].collections if isinstance(c, PathCollection)]
     W, c = arrays["snr_weights"][20]["fc2"], arrays["snr_c"][20]["fc2"]
     points = np.concatenate([s.get_offsets() for s in scatter])
     assert sorted(map(tuple, points)) == sorted(zip(c.ravel(), W.ravel(), strict=True))
-    assert len(axes[6].get_lines()) == len(STEPS)
-    assert axes[6].get_yscale() == "log"
-    assert len(colorbars(fig)) == 2  # plane and spectrum
+    assert len(axes[5].get_lines()) == len(STEPS)
+    assert axes[5].get_yscale() == "log"
+    assert [bar.get_ylabel() for bar in colorbars(fig)] == ["epoch", "epoch"]
+    assert report(run, step_name="batch").axes[1].get_xlabel() == "batch"
 
 
 def test_report_omits_missing_panels():
     df = make_history(measures=("dse",), model=("loss",))
     axes = panels(report(FakeRun(df)))
-    assert [ax.get_title() for ax in axes] == ["dse", "loss"]
+    assert [ax.get_title() for ax in axes] == [
+        "Diffusion spectral entropy of the layer",
+        "Loss",
+    ]
     assert not colorbars(axes[0].figure)
     # SNR stored but no NTK; CKA plane instead of HSIC
     df = make_history(measures=("cka_x", "cka_y"))
@@ -402,8 +437,8 @@ def test_report_omits_missing_panels():
     run = FakeRun(df, {"snr_weights": {5: {"fc1": W}}, "snr_c": {5: {"fc1": c}}})
     axes = panels(report(run))
     assert len(axes) == 2
-    assert axes[0].get_ylabel() == "CKA(H, Y)"
-    assert axes[1].get_title().startswith("fc1, step 5: ")
+    assert axes[0].get_ylabel() == "CKA(H, Y): similarity to the labels"
+    assert axes[1].get_title().startswith("Node SNR of fc1, step 5:\n")
     with pytest.raises(ValueError, match="run has nothing to plot"):
         report(FakeRun(df.iloc[:0]))
     with pytest.raises(

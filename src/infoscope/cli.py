@@ -92,13 +92,21 @@ def _demo(args: argparse.Namespace) -> None:
         )
     except FileExistsError as exc:
         raise CommandError(str(exc)) from None
-    print(summary(monitor.history()))
+    print(
+        "Each measure at epoch 0 (before training) and after the last epoch; "
+        "the layers are the MLP's hidden ReLU outputs and its logits, 'model' "
+        "the whole network.\n"
+    )
+    print(summary(monitor.history(), "epoch"))
     written = ", ".join(os.path.join(args.out, name) for name in OUTPUTS)
     print(f"\nwrote {written}")
 
 
-def summary(history: Any) -> str:
-    """A text table of each (measure, layer): its first and last recorded values.
+def summary(history: Any, step_name: str = "step", *, legend: bool = True) -> str:
+    """A text table of each (measure, layer): its first and last values, with units.
+
+    Below the table, what each measure is (:func:`infoscope.runs.describe_measure`)
+    unless `legend` is false.
 
     Examples
     --------
@@ -106,10 +114,14 @@ def summary(history: Any) -> str:
     >>> from infoscope.cli import summary
     >>> table = pd.DataFrame({"step": [0, 5], "layer": ["fc", "fc"],
     ...                       "measure": ["dse", "dse"], "value": [1.25, 2.5]})
-    >>> print(summary(table))
-    measure layer  first step  first  last step  last  change
-        dse    fc           0   1.25          5   2.5    1.25
+    >>> print(summary(table, "epoch"))
+    measure layer unit  first epoch  first  last epoch  last  change
+    dse     fc    bits            0   1.25           5   2.5    1.25
+    <BLANKLINE>
+    dse: Diffusion spectral entropy of the layer
     """
+    from .runs import describe_measure
+
     if len(history) == 0:
         return "(no records)"
     ordered = history.sort_values("step", kind="stable")
@@ -119,10 +131,31 @@ def summary(history: Any) -> str:
         first=("value", "first"),
         last_step=("step", "last"),
         last=("value", "last"),
-    )
+    ).reset_index()
+    table.insert(2, "unit", [describe_measure(m)[1] for m in table["measure"]])
     table["change"] = table["last"] - table["first"]
-    table = table.rename(columns={"first_step": "first step", "last_step": "last step"})
-    return table.reset_index().to_string(index=False, float_format=lambda v: f"{v:.4g}")
+    table = table.rename(
+        columns={"first_step": f"first {step_name}", "last_step": f"last {step_name}"}
+    )
+    text = table.to_string(
+        index=False,
+        float_format=lambda v: f"{v:.4g}",
+        justify="left",
+        formatters={
+            name: f"{{:<{table[name].str.len().max()}}}".format
+            for name in ("measure", "layer", "unit")
+        },
+    )
+    lines = [line.rstrip() for line in text.splitlines()]
+    if legend:
+        known = []
+        for measure in dict.fromkeys(table["measure"]):
+            title = describe_measure(measure)[0]
+            if title != measure:
+                known.append(f"{measure}: {title}")
+        if known:
+            lines += ["", *known]
+    return "\n".join(lines)
 
 
 # ---- infoscope measure
@@ -273,8 +306,17 @@ def _report(args: argparse.Namespace) -> None:
     except (RunFileError, OSError) as exc:
         raise CommandError(str(exc)) from None
     figure.savefig(out, dpi=110)
-    print(summary(history))
-    print(f"\nwrote {out}")
+    step_name = (run.config or {}).get("step_name", "step")
+    if args.table:
+        print(summary(history, step_name))
+    else:
+        steps = run.steps
+        print(
+            f"{args.run}: {len(steps)} records ({step_name}s {steps[0]} to "
+            f"{steps[-1]}), {history.measure.nunique()} measures; --table prints "
+            f"their first and last values."
+        )
+    print(f"wrote {out}")
 
 
 # ---- the parser
@@ -328,6 +370,9 @@ def build_parser() -> argparse.ArgumentParser:
         "run", help="RUN.db, written by a Monitor or the demo (or an older RUN.h5)"
     )
     report.add_argument("--out", help="the PNG to write (default: RUN_report.png)")
+    report.add_argument(
+        "--table", action="store_true", help="print each measure's first and last value"
+    )
     report.set_defaults(handler=_report)
     return parser
 

@@ -191,6 +191,7 @@ def _train(
         layers=layers,
         path=path,
         progress=False,
+        step_name="epoch",
     )
     rng = np.random.default_rng(seed)
 

@@ -18,6 +18,7 @@ library :func:`infoscope.backends.to_numpy` converts. Needs matplotlib:
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,12 +29,14 @@ try:
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess
     raise ImportError(
         'infoscope.plotting needs matplotlib: pip install "infoscope[plot]"'
     ) from exc
 
 from .backends import to_numpy
+from .runs import describe_measure
 
 __all__ = [
     "information_plane",
@@ -44,11 +47,11 @@ __all__ = [
 ]
 
 _COLUMNS = ("step", "layer", "measure", "value")
-_LABELS = {
-    "hsic_x": "HSIC(H, X)",
-    "hsic_y": "HSIC(H, Y)",
-    "cka_x": "CKA(H, X)",
-    "cka_y": "CKA(H, Y)",
+_AXES = {
+    "hsic_x": "HSIC(H, X): dependence on the inputs",
+    "hsic_y": "HSIC(H, Y): dependence on the labels",
+    "cka_x": "CKA(H, X): similarity to the inputs",
+    "cka_y": "CKA(H, Y): similarity to the labels",
 }
 _PLANES = (("hsic_x", "hsic_y"), ("cka_x", "cka_y"))
 _MODEL = "model"
@@ -85,6 +88,10 @@ def _as_list(names: str | Sequence[str] | None) -> list[str] | None:
     return [names] if isinstance(names, str) else None if names is None else list(names)
 
 
+def _wrapped(text: str, width: int = 42) -> str:
+    return "\n".join(textwrap.wrap(text, width)) or text
+
+
 def _new_axes(ax: Axes | None) -> Axes:
     return Figure(layout="constrained").add_subplot() if ax is None else ax
 
@@ -107,8 +114,13 @@ def information_plane(
     layers: Sequence[str] | None = None,
     ax: Axes | None = None,
     cmap: str = "viridis",
+    step_name: str = "step",
 ) -> Figure:
     """Each layer's trajectory in the information plane, coloured by step.
+
+    Each layer is one line (its colour in the legend) through its records,
+    whose points are coloured by step (the colour bar). The title names the
+    plane; the axes say what each coordinate measures.
 
     Parameters
     ----------
@@ -122,6 +134,8 @@ def information_plane(
         Axes to draw into; a new figure by default.
     cmap : str, default "viridis"
         Colour map of the steps, shared by all layers.
+    step_name : str, default "step"
+        What a step counts ("epoch", say), for the colour bar.
 
     Returns
     -------
@@ -133,9 +147,9 @@ def information_plane(
     >>> from infoscope.plotting import information_plane
     >>> history = pd.DataFrame({"step": [0, 0, 1, 1], "layer": ["fc1"] * 4,
     ...     "measure": ["hsic_x", "hsic_y"] * 2, "value": [0.9, 0.2, 0.8, 0.5]})
-    >>> fig = information_plane(history)
-    >>> fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()
-    ('HSIC(H, X)', 'HSIC(H, Y)')
+    >>> ax = information_plane(history).axes[0]
+    >>> ax.get_title(), ax.get_xlabel()
+    ('HSIC information plane', 'HSIC(H, X): dependence on the inputs')
     """
     df = _check_history(history)
     _check_in([x, y], _first_seen(df["measure"]), "x, y", "measures")
@@ -157,34 +171,39 @@ def information_plane(
     ax = _new_axes(ax)
     steps = wide.loc[list(layers)].index.get_level_values("step")
     norm = Normalize(vmin=float(steps.min()), vmax=float(steps.max()))
-    for layer in layers:
+    for i, layer in enumerate(layers):
         points = wide.loc[layer].sort_index()
         xs, ys = points[x].to_numpy(), points[y].to_numpy()
-        ax.plot(xs, ys, color="0.6", linewidth=0.8, zorder=1)
+        ax.plot(xs, ys, color=f"C{i % 10}", linewidth=1.5, zorder=1, label=layer)
         ax.scatter(
             xs,
             ys,
             c=points.index.to_numpy(dtype=float),
             cmap=cmap,
             norm=norm,
-            s=18,
+            s=22,
+            edgecolors=f"C{i % 10}",
+            linewidths=0.8,
             zorder=2,
-            label=layer,
         )
-        ax.annotate(
-            layer,
-            (xs[-1], ys[-1]),
-            xytext=(4, 4),
-            textcoords="offset points",
-            fontsize="small",
-        )
-    ax.set_xlabel(_LABELS.get(x, x))
-    ax.set_ylabel(_LABELS.get(y, y))
-    ax.figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="step")
+    ax.set_xlabel(_AXES.get(x, x))
+    ax.set_ylabel(_AXES.get(y, y))
+    ax.set_title(f"{x.split('_')[0].upper()} information plane", fontsize="medium")
+    ax.legend(fontsize="small", title="layer", title_fontsize="small")
+    _step_colorbar(ax, norm, cmap, step_name)
     return ax.figure
 
 
-def _draw_curves(ax: Axes, df: Any, measure: str, layers: list[str] | None) -> None:
+def _step_colorbar(ax: Axes, norm: Normalize, cmap: str, step_name: str) -> None:
+    bar = ax.figure.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=ax)
+    bar.set_label(step_name)
+    bar.locator = MaxNLocator(integer=True)  # steps are whole numbers
+    bar.update_ticks()
+
+
+def _draw_curves(
+    ax: Axes, df: Any, measure: str, layers: list[str] | None, step_name: str
+) -> None:
     rows = df[df["measure"] == measure]
     drawn = 0
     for layer in _first_seen(rows["layer"]):
@@ -210,8 +229,11 @@ def _draw_curves(ax: Axes, df: Any, measure: str, layers: list[str] | None) -> N
         )
     if drawn > 1:
         ax.legend(fontsize="small")
-    ax.set_title(_LABELS.get(measure, measure))
-    ax.set_xlabel("step")
+    title, unit = describe_measure(measure)
+    ax.set_title(_wrapped(title), fontsize="medium")
+    ax.set_ylabel(unit or measure)
+    ax.set_xlabel(step_name)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def measure_curves(
@@ -219,8 +241,13 @@ def measure_curves(
     measures: str | Sequence[str] | None = None,
     *,
     layers: Sequence[str] | None = None,
+    step_name: str = "step",
 ) -> Figure:
     """Every measure against step: one subplot per measure, one line per layer.
+
+    Each subplot is titled with what the measure is and labelled with its
+    unit (:func:`infoscope.runs.describe_measure`; a name it does not know is
+    its own title).
 
     Parameters
     ----------
@@ -232,6 +259,8 @@ def measure_curves(
     layers : sequence of str, optional
         Layers to draw; model-level values (layer ``"model"``: loss,
         accuracy, NTK entropy) are always drawn.
+    step_name : str, default "step"
+        What a step counts ("epoch", say), for the horizontal axes.
 
     Returns
     -------
@@ -246,9 +275,12 @@ def measure_curves(
     ...     "layer": ["fc1", "fc2", "model"] * 2,
     ...     "measure": ["dse", "dse", "loss"] * 2,
     ...     "value": [3.1, 2.5, 0.9, 2.8, 2.0, 0.4]})
-    >>> fig = measure_curves(history)
-    >>> [ax.get_title() for ax in fig.axes]
-    ['dse', 'loss']
+    >>> fig = measure_curves(history, step_name="epoch")
+    >>> [(ax.get_title(), ax.get_ylabel()) for ax in fig.axes]
+    [('Diffusion spectral entropy of the layer', 'bits'), ('Loss', 'loss')]
+    >>> fig.axes[0].get_xlabel()
+    'epoch'
+
     """
     df = _check_history(history)
     available = _first_seen(df["measure"])
@@ -264,7 +296,7 @@ def measure_curves(
         _check_in(layers, _first_seen(df["layer"]), "layers", "layers")
     fig, axes = _grid(len(measures))
     for ax, measure in zip(axes, measures, strict=True):
-        _draw_curves(ax, df, measure, layers)
+        _draw_curves(ax, df, measure, layers, step_name)
     return fig
 
 
@@ -332,7 +364,7 @@ def snr_scatter(weights: Any, c: Any, *, ax: Axes | None = None) -> Figure:
     if not finite.all():
         title += f"\n({int((~finite).sum())} non-finite pairs left out)"
     ax.set_title(title)
-    ax.set_xlabel("c_ij")
+    ax.set_xlabel("c_ij: covariance of input i with node j's output")
     ax.set_ylabel("weight W_ij")
     ax.legend(fontsize="small")
     return ax.figure
@@ -358,7 +390,11 @@ def _spectra(eigenvalues: Any) -> dict[int, np.ndarray] | None:
 
 
 def ntk_spectrum(
-    eigenvalues: Any, *, ax: Axes | None = None, cmap: str = "viridis"
+    eigenvalues: Any,
+    *,
+    ax: Axes | None = None,
+    cmap: str = "viridis",
+    step_name: str = "step",
 ) -> Figure:
     """NTK eigenvalues, largest first, against their rank on a log scale.
 
@@ -375,6 +411,8 @@ def ntk_spectrum(
         Axes to draw into; a new figure by default.
     cmap : str, default "viridis"
         Colour map of the steps (dict input).
+    step_name : str, default "step"
+        What a step counts, for the colour bar (dict input).
 
     Returns
     -------
@@ -399,7 +437,7 @@ def ntk_spectrum(
     if spectra is not None:
         norm = Normalize(vmin=float(min(spectra)), vmax=float(max(spectra)))
         steps = ScalarMappable(norm=norm, cmap=cmap)
-        ax.figure.colorbar(steps, ax=ax, label="step")
+        _step_colorbar(ax, norm, cmap, step_name)
     left_out = 0
     for step, values in curves.items():
         lam = np.asarray(to_numpy(values), dtype=float).ravel()
@@ -409,7 +447,7 @@ def ntk_spectrum(
             np.arange(1, positive.size + 1),
             positive,
             color="C0" if steps is None else steps.to_rgba(float(step)),
-            label=None if step is None else f"step {step}",
+            label=None if step is None else f"{step_name} {step}",
         )
     ax.set_yscale("log")
     ax.set_xlabel("rank")
@@ -434,13 +472,24 @@ def _last_snr(run: Any, order: list) -> tuple[str, int, Any, Any] | None:
     return None
 
 
-def report(run: Any) -> Figure:
+def _constant(df: Any, measure: str) -> float | None:
+    """The one value `measure` takes throughout (every step and layer), if so."""
+    values = df.loc[df["measure"] == measure, "value"].to_numpy(dtype=float)
+    if values.size > 1 and np.all(values == values[0]):
+        return float(values[0])
+    return None
+
+
+def report(run: Any, *, step_name: str | None = None) -> Figure:
     """One figure for a whole run: information plane, curves, SNR and NTK.
 
-    Panels without data are left out: the information plane when neither
-    ``hsic_x``/``hsic_y`` nor ``cka_x``/``cka_y`` are recorded for one layer,
-    the SNR scatter (last step, first dense layer) when ``snr_weights`` and
-    ``snr_c`` are not stored, the NTK spectrum when ``ntk_eigenvalues`` is not.
+    Each measure's panel is titled in words with its unit on the vertical
+    axis. Panels without data are left out: the information plane when
+    neither ``hsic_x``/``hsic_y`` nor ``cka_x``/``cka_y`` are recorded for one
+    layer, the SNR scatter (last step, first dense layer) when
+    ``snr_weights`` and ``snr_c`` are not stored, the NTK spectrum when
+    ``ntk_eigenvalues`` is not. A measure with one value throughout (no dead
+    nodes, say) gets no panel; a line under the figure gives its value.
 
     Parameters
     ----------
@@ -448,6 +497,10 @@ def report(run: Any) -> Figure:
         Anything with ``history()`` (the tidy DataFrame) and ``arrays(name)``
         (``step -> {layer: array}``, ``{}`` when nothing is stored), such as a
         monitor's run.
+    step_name : str, optional
+        What a step counts ("epoch", say); by default the run's own
+        (``run.config["step_name"]``, which :class:`~infoscope.Monitor`
+        stores), else "step".
 
     Returns
     -------
@@ -458,15 +511,25 @@ def report(run: Any) -> Figure:
     >>> import pandas as pd
     >>> from infoscope.plotting import report
     >>> class Run:
+    ...     config = {"step_name": "epoch"}
     ...     def history(self):
-    ...         return pd.DataFrame({"step": [0, 1], "layer": ["model"] * 2,
-    ...                              "measure": ["loss"] * 2, "value": [1.0, 0.5]})
+    ...         return pd.DataFrame({"step": [0, 1, 0, 1],
+    ...                              "layer": ["model"] * 4,
+    ...                              "measure": ["loss", "loss", "lr", "lr"],
+    ...                              "value": [1.0, 0.5, 0.1, 0.1]})
     ...     def arrays(self, name):
     ...         return {}
-    >>> [ax.get_title() for ax in report(Run()).axes]
-    ['loss']
+    >>> fig = report(Run())
+    >>> [(ax.get_title(), ax.get_xlabel()) for ax in fig.axes]
+    [('Loss', 'epoch')]
+    >>> [text.get_text() for text in fig.texts]
+    ['Constant throughout, not drawn: lr = 0.1']
     """
     df = _check_history(run.history(), "run.history()")
+    if step_name is None:
+        config = getattr(run, "config", None)
+        step_name = (config or {}).get("step_name", "step")
+        step_name = step_name if isinstance(step_name, str) else "step"
     measures = _first_seen(df["measure"])
     planes = []
     for x, y in _PLANES:
@@ -475,23 +538,38 @@ def report(run: Any) -> Figure:
             if (both.nunique() == 2).any():
                 planes.append((x, y))
     in_plane = {m for pair in planes for m in pair}
-    curves = [m for m in measures if m not in in_plane]
+    constants = {m: _constant(df, m) for m in measures if m not in in_plane}
+    constants = {m: v for m, v in constants.items() if v is not None}
+    curves = [m for m in measures if m not in in_plane and m not in constants]
     snr = _last_snr(run, _first_seen(df["layer"]))
     ntk = run.arrays("ntk_eigenvalues")
     n = len(planes) + len(curves) + (snr is not None) + bool(ntk)
-    if n == 0:
+    if n == 0 and not constants:
         raise ValueError("run has nothing to plot: its history and arrays are empty")
-    fig, axes = _grid(n, width=4.5, height=3.6)
+    fig, axes = _grid(max(n, 1), width=4.8, height=3.8)
     panels = iter(axes)
     for x, y in planes:
-        information_plane(df, x=x, y=y, ax=next(panels))
+        information_plane(df, x=x, y=y, ax=next(panels), step_name=step_name)
     for measure in curves:
-        _draw_curves(next(panels), df, measure, None)
+        _draw_curves(next(panels), df, measure, None, step_name)
     if snr is not None:
         layer, step, w, c = snr
         ax = next(panels)
         snr_scatter(w, c, ax=ax)
-        ax.set_title(f"{layer}, step {step}: {ax.get_title()}", fontsize="medium")
+        ax.set_title(
+            f"Node SNR of {layer}, {step_name} {step}:\n{ax.get_title()}",
+            fontsize="medium",
+        )
     if ntk:
-        ntk_spectrum(ntk, ax=next(panels))
+        ntk_spectrum(ntk, ax=next(panels), step_name=step_name)
+    if constants:
+        listed = ", ".join(f"{m} = {v:.4g}" for m, v in constants.items())
+        fig.text(
+            0.01,
+            0.0,
+            _wrapped(f"Constant throughout, not drawn: {listed}", 150),
+            fontsize="small",
+            va="bottom",
+        )
+        fig.get_layout_engine().set(rect=(0, 0.03, 1, 0.97))
     return fig

@@ -258,6 +258,10 @@ class Monitor:
     progress : bool, default=True
         Show a tqdm progress bar over a record's computations when one takes
         more than a second (needs tqdm; without it, no bar).
+    step_name : str, default="step"
+        What a step counts ("epoch", "batch", ...): stored with the run, so
+        that plots and tables (:func:`infoscope.plotting.report`,
+        ``infoscope report``) label the steps with it.
 
     Attributes
     ----------
@@ -316,6 +320,7 @@ class Monitor:
         sinks: Iterable[Any] | None = None,
         batch_size: int | None = None,
         progress: bool = True,
+        step_name: str = "step",
     ):
         self.measures = _check_measures(measures)
         self.X, self.y = X, y
@@ -357,6 +362,11 @@ class Monitor:
         self._due = _check_every(every)
         self.batch_size = batch_size
         self.progress = progress
+        if not isinstance(step_name, str) or not step_name:
+            raise TypeError(
+                f"Monitor: step_name must be a word such as 'epoch'; got {step_name!r}."
+            )
+        self.step_name = step_name
         self.sinks = SinkSet(sinks)
         config = self._config(n_samples)
         self.run = Run(path, config)
@@ -400,6 +410,7 @@ class Monitor:
                     "metrics": sorted(self.metrics),
                     "layers": self.layers,
                     "n_probe": n_samples,
+                    "step_name": self.step_name,
                 },
                 default=str,
             )

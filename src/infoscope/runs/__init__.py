@@ -20,6 +20,7 @@ Examples
 ([0], [2.5])
 """
 
+from ._describe import describe_measure
 from ._errors import DuplicateStepError, RunFileError, RunInUseError, RunWriteError
 from ._record import Record
 from ._run import Run, load_run
@@ -35,6 +36,7 @@ __all__ = [
     "RunWriteError",
     "Sink",
     "TensorBoardSink",
+    "describe_measure",
     "load_run",
     "metric_name",
 ]
