@@ -115,7 +115,9 @@ class CrossMoments:
             if not self.symmetric:
                 self._shift_b = [xp.mean(Y, axis=0) for Y in layers_b]
                 self._widths_b = [Y.shape[1] for Y in layers_b]
-        FA = xp.concat([X - s for X, s in zip(layers_a, self._shift_a, strict=True)], axis=1)
+        FA = xp.concat(
+            [X - s for X, s in zip(layers_a, self._shift_a, strict=True)], axis=1
+        )
         sums = {"a": xp.sum(FA, axis=0)}
         if self.symmetric:
             FB = FA
@@ -227,7 +229,9 @@ class CrossMoments:
             kl = float(s[r + "_" + r][i])
             w = s[f"f{side}_{r}"][lo:hi, i]
         kd = float(s[r][i])
-        return hsic_from_sums(self.n, self.unbiased, G, a, a, kl=kl, v=w, u=w, kd=kd, ld=kd)
+        return hsic_from_sums(
+            self.n, self.unbiased, G, a, a, kl=kl, v=w, u=w, kd=kd, ld=kd
+        )
 
     def cka_matrix(self) -> tuple[list[list[float]], list[tuple[int, int]]]:
         """CKA for every pair; NaN (and the pair listed) where a self term is <= 0."""

@@ -135,7 +135,9 @@ class CknnaSide:
         other = CknnaSide.__new__(CknnaSide)
         other.Xc = xp.take(self.Xc, xp.asarray(order, device=device), axis=0)
         other.nn = relabel(self.nn, order)
-        other.products = xp.take(self.products, xp.asarray(order, device=device), axis=0)
+        other.products = xp.take(
+            self.products, xp.asarray(order, device=device), axis=0
+        )
         other.self_align = self.self_align
         return other
 
@@ -242,4 +244,6 @@ def cknna(X: Any, Y: Any, *, n_neighbors: int = 10) -> float:
     xp, _ = namespace_and_device(X)
     dtype = xp.result_type(X, Y)
     X, Y = xp.astype(X, dtype), xp.astype(Y, dtype)
-    return cknna_from_sides(CknnaSide(X, neighbours(X, k)), CknnaSide(Y, neighbours(Y, k)))
+    return cknna_from_sides(
+        CknnaSide(X, neighbours(X, k)), CknnaSide(Y, neighbours(Y, k))
+    )

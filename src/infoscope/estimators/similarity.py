@@ -76,7 +76,9 @@ def check_layers(layers: Any, *, caller: str, argname: str) -> tuple[list, list 
     if isinstance(layers, Mapping):
         names = [str(k) for k in layers]
         items = [(f"{argname}[{k!r}]", v) for k, v in layers.items()]
-    elif is_array(layers) or not isinstance(layers, Sequence) or isinstance(layers, str):
+    elif (
+        is_array(layers) or not isinstance(layers, Sequence) or isinstance(layers, str)
+    ):
         raise TypeError(
             f"{caller}: `{argname}` must be a list (or dict) of activation "
             f"arrays, one per layer, got {type(layers).__name__}; for one layer "
@@ -220,7 +222,9 @@ def _gram_matrix(a, b, kernel, sigma, debiased, random_state, caller):
             if b is None and j < i:
                 row.append(rows[j][i])
                 continue
-            value = _cka(selfs[j] if (b is None and i == j) else inner(K, L), self_k, selfs[j])
+            value = _cka(
+                selfs[j] if (b is None and i == j) else inner(K, L), self_k, selfs[j]
+            )
             if math.isnan(value):
                 undefined.append((i, j))
             row.append(value)
@@ -265,8 +269,9 @@ def _warn_undefined(undefined, names_a, names_b, caller) -> None:
     if not undefined:
         return
     pairs = [(names_a[i], names_b[j]) for i, j in undefined[:5]]
+    entries = "entry is" if len(undefined) == 1 else "entries are"
     warnings.warn(
-        f"{caller}: {len(undefined)} entr{'y is' if len(undefined) == 1 else 'ies are'} "
+        f"{caller}: {len(undefined)} {entries} "
         f"NaN because a layer is constant over the samples (its self-similarity "
         f"term is 0): {pairs}",
         RuntimeWarning,
@@ -480,7 +485,10 @@ class SimilarityMatrix(InfoscopeEstimator):
         if first:
             self._record_backend(a[0])
             self._moments = CrossMoments(unbiased=self.debiased, symmetric=b is None)
-            self._widths = ([X.shape[1] for X in a], None if b is None else [Y.shape[1] for Y in b])
+            self._widths = (
+                [X.shape[1] for X in a],
+                None if b is None else [Y.shape[1] for Y in b],
+            )
             self.layer_names_a_, self.layer_names_b_ = labels
             self.n_samples_seen_ = 0
         else:
@@ -499,7 +507,10 @@ class SimilarityMatrix(InfoscopeEstimator):
 
     def _check_chunk(self, a, b, caller):
         self._check_fit_backend(a[0], name="layers_a", method="partial_fit")
-        widths = ([X.shape[1] for X in a], None if b is None else [Y.shape[1] for Y in b])
+        widths = (
+            [X.shape[1] for X in a],
+            None if b is None else [Y.shape[1] for Y in b],
+        )
         if widths != self._widths:
             raise ValueError(
                 f"{caller}.partial_fit(): the layers' widths {widths} differ from "
