@@ -23,7 +23,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ..backends import float_dtype, matmul, namespace_and_device
+import numpy as np
+from array_api_compat import array_namespace
+
+from ..backends import compiled, float_dtype, matmul, namespace_and_device, to_numpy
 
 __all__ = ["CrossMoments", "hsic_from_sums", "pair_hsic"]
 
@@ -83,6 +86,66 @@ def pair_hsic(F: Any, G: Any, unbiased: bool) -> float:
     )
 
 
+def _means(layers: list[Any]) -> list[Any]:
+    xp = array_namespace(layers[0])
+    return [xp.mean(X, axis=0) for X in layers]
+
+
+def _row_norms(layers: list[Any], xp: Any) -> Any:
+    """(chunk, L): each layer's squared row norms."""
+    return xp.stack([xp.sum(F * F, axis=1) for F in layers], axis=1)
+
+
+def _chunk_sums(layers_a, layers_b, shift_a, shift_b, *, unbiased, wide) -> dict:
+    """The sums of one chunk (one compiled program under JAX).
+
+    ``layers_b`` None: the second collection is the first.
+    """
+    xp = array_namespace(layers_a[0])
+    fa = [X - s for X, s in zip(layers_a, shift_a, strict=True)]
+    FA = xp.concat(fa, axis=1)
+    sums = {"a": xp.sum(FA, axis=0)}
+    if layers_b is None:
+        sums["ab"] = matmul(FA.T, FA)
+    else:
+        fb = [Y - s for Y, s in zip(layers_b, shift_b, strict=True)]
+        FB = xp.concat(fb, axis=1)
+        sums["b"] = xp.sum(FB, axis=0)
+        sums["ab"] = matmul(FA.T, FB)
+        sums["aa"] = [matmul(F.T, F) for F in fa]
+        sums["bb"] = [matmul(G.T, G) for G in fb]
+    if unbiased:
+        ra = _row_norms(fa, xp)
+        sums["ra"] = xp.sum(ra, axis=0)
+        sums["fa_ra"] = matmul(FA.T, ra)  # sum_i |f^l_i|^2 f^k_i, (P, L)
+        if layers_b is None:
+            sums["ra_rb"] = matmul(ra.T, ra)
+        else:
+            rb = _row_norms(fb, xp)
+            sums["rb"] = xp.sum(rb, axis=0)
+            sums["ra_rb"] = matmul(ra.T, rb)  # sum_i |f^l_i|^2 |g^m_i|^2
+            sums["ra_ra"] = xp.sum(ra * ra, axis=0)
+            sums["rb_rb"] = xp.sum(rb * rb, axis=0)
+            sums["fa_rb"] = matmul(FA.T, rb)  # (P, M)
+            sums["fb_ra"] = matmul(FB.T, ra)  # (Q, L)
+            sums["fb_rb"] = matmul(FB.T, rb)  # (Q, M)
+    return {
+        k: [xp.astype(x, wide) for x in v]
+        if isinstance(v, list)
+        else xp.astype(v, wide)
+        for k, v in sums.items()
+    }
+
+
+def _add_sums(old: dict, new: dict) -> dict:
+    return {
+        k: [a + b for a, b in zip(v, new[k], strict=True)]
+        if isinstance(v, list)
+        else v + new[k]
+        for k, v in old.items()
+    }
+
+
 class CrossMoments:
     """The sums over samples behind the L x M linear-CKA matrix.
 
@@ -108,82 +171,55 @@ class CrossMoments:
     def update(self, layers_a: list[Any], layers_b: list[Any] | None) -> None:
         """Add one chunk: the same samples' activations in every layer (2-D)."""
         xp, device = namespace_and_device(*layers_a)
-        wide = float_dtype(xp, device)
-        if self.n == 0:
-            self._shift_a = [xp.mean(X, axis=0) for X in layers_a]
-            self._widths_a = [X.shape[1] for X in layers_a]
-            if not self.symmetric:
-                self._shift_b = [xp.mean(Y, axis=0) for Y in layers_b]
-                self._widths_b = [Y.shape[1] for Y in layers_b]
-        FA = xp.concat(
-            [X - s for X, s in zip(layers_a, self._shift_a, strict=True)], axis=1
-        )
-        sums = {"a": xp.sum(FA, axis=0)}
         if self.symmetric:
-            FB = FA
-            sums["ab"] = matmul(FA.T, FA)
-        else:
-            FB = xp.concat(
-                [Y - s for Y, s in zip(layers_b, self._shift_b, strict=True)], axis=1
-            )
-            sums["b"] = xp.sum(FB, axis=0)
-            sums["ab"] = matmul(FA.T, FB)
-            sums["aa"] = [matmul(F.T, F) for F in self._split(FA, self._widths_a)]
-            sums["bb"] = [matmul(G.T, G) for G in self._split(FB, self._widths_b)]
-        if self.unbiased:
-            ra = self._row_norms(FA, self._widths_a, xp)  # (chunk, L)
-            sums["ra"] = xp.sum(ra, axis=0)
-            sums["fa_ra"] = matmul(FA.T, ra)  # sum_i |f^l_i|^2 f^k_i, (P, L)
-            if self.symmetric:
-                sums["ra_rb"] = matmul(ra.T, ra)
-            else:
-                rb = self._row_norms(FB, self._widths_b, xp)
-                sums["rb"] = xp.sum(rb, axis=0)
-                sums["ra_rb"] = matmul(ra.T, rb)  # sum_i |f^l_i|^2 |g^m_i|^2
-                sums["ra_ra"] = xp.sum(ra * ra, axis=0)
-                sums["rb_rb"] = xp.sum(rb * rb, axis=0)
-                sums["fa_rb"] = matmul(FA.T, rb)  # (P, M)
-                sums["fb_ra"] = matmul(FB.T, ra)  # (Q, L)
-                sums["fb_rb"] = matmul(FB.T, rb)  # (Q, M)
-        sums = {k: self._widen(v, xp, wide) for k, v in sums.items()}
+            layers_b = None
+        if self.n == 0:
+            means = compiled(_means, xp)
+            self._shift_a = means(layers_a)
+            self._shift_b = None if self.symmetric else means(layers_b)
+            self._widths_a = [X.shape[1] for X in layers_a]
+            self._widths_b = None if self.symmetric else [Y.shape[1] for Y in layers_b]
+        kernel = compiled(_chunk_sums, xp, static_argnames=("unbiased", "wide"))
+        sums = kernel(
+            layers_a,
+            layers_b,
+            self._shift_a,
+            self._shift_b,
+            unbiased=self.unbiased,
+            wide=float_dtype(xp, device),
+        )
         if self.n == 0:
             self._sums = sums
         else:
-            self._sums = {k: self._add(self._sums[k], v) for k, v in sums.items()}
-        self.n += FA.shape[0]
+            self._sums = compiled(_add_sums, xp)(self._sums, sums)
+        self.n += layers_a[0].shape[0]
 
-    @staticmethod
-    def _widen(value, xp, wide):
-        if isinstance(value, list):
-            return [xp.astype(v, wide) for v in value]
-        return xp.astype(value, wide)
+    def host_sums(self) -> dict:
+        """The sums as float64 NumPy arrays: P x Q at most, copied once.
 
-    @staticmethod
-    def _add(old, new):
-        if isinstance(old, list):
-            return [a + b for a, b in zip(old, new, strict=True)]
-        return old + new
-
-    @staticmethod
-    def _split(F: Any, widths: list[int]) -> list[Any]:
-        return [F[:, lo:hi] for lo, hi in _offsets(widths)]
-
-    def _row_norms(self, F: Any, widths: list[int], xp: Any) -> Any:
-        return xp.stack([xp.sum(B * B, axis=1) for B in self._split(F, widths)], axis=1)
-
-    # ---- the estimates
+        The per-pair algebra is many small operations on blocks of these; on
+        the host it costs microseconds, where eager JAX would compile each
+        operation for each block shape.
+        """
+        out = {}
+        for k, v in self._sums.items():
+            if isinstance(v, list):
+                out[k] = [to_numpy(x).astype(np.float64) for x in v]
+            else:
+                out[k] = to_numpy(v).astype(np.float64)
+        return out
 
     def hsic_matrices(self) -> tuple[list[list[float]], list[float], list[float]]:
         """HSIC(X_l, Y_m) for every pair, and the self terms of each side."""
-        s = self._sums
+        s = self.host_sums()
         oa = _offsets(self._widths_a)
         ob = oa if self.symmetric else _offsets(self._widths_b)
         b_sum = s["a"] if self.symmetric else s["b"]
-        self_a = [self._self_hsic("a", i, lo, hi) for i, (lo, hi) in enumerate(oa)]
+        self_a = [self._self_hsic(s, "a", i, lo, hi) for i, (lo, hi) in enumerate(oa)]
         self_b = (
             self_a
             if self.symmetric
-            else [self._self_hsic("b", j, lo, hi) for j, (lo, hi) in enumerate(ob)]
+            else [self._self_hsic(s, "b", j, lo, hi) for j, (lo, hi) in enumerate(ob)]
         )
         cross = []
         for i, (alo, ahi) in enumerate(oa):
@@ -213,8 +249,7 @@ class CrossMoments:
             cross.append(row)
         return cross, self_a, self_b
 
-    def _self_hsic(self, side: str, i: int, lo: int, hi: int) -> float:
-        s = self._sums
+    def _self_hsic(self, s: dict, side: str, i: int, lo: int, hi: int) -> float:
         a = s[side][lo:hi]
         if self.symmetric:
             G = s["ab"][lo:hi, lo:hi]

@@ -26,6 +26,7 @@ from numbers import Integral, Real
 from typing import Any
 
 import array_api_extra as xpx
+import numpy as np
 
 from ..backends import (
     check_random_state,
@@ -62,7 +63,7 @@ PARAMETERS = {
     "debiased": ["boolean"],
     "sigma": [Interval(Real, 0, None, closed="neither"), StrOptions({"median"})],
     "n_neighbors": [Interval(Integral, 1, None, closed="left")],
-    "random_state": ["random_state"],
+    "random_state": ["random_state", np.random.Generator],
 }
 #: Samples per chunk when the feature form of linear CKA runs over all of them.
 CHUNK = 16384
