@@ -477,3 +477,20 @@ def test_constant_layer_gives_nan_with_a_warning():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         similarity_matrix(a)
+
+
+@pytest.mark.parametrize("debiased", [False, True])
+def test_dask_layers_give_the_matrix_from_their_chunks(debiased):
+    da = pytest.importorskip("dask.array")
+    a, b = network(31, n=200), network(32, n=200, widths=(3,))
+    S = similarity_matrix(
+        [da.from_array(x, chunks=(50, -1)) for x in a],
+        [da.from_array(y, chunks=(50, -1)) for y in b],
+        debiased=debiased,
+    )
+    assert isinstance(S, da.Array)
+    np.testing.assert_allclose(
+        np.asarray(S), similarity_matrix(a, b, debiased=debiased), atol=1e-13
+    )
+    with pytest.raises(TypeError, match="dask"):
+        similarity_matrix([da.from_array(x) for x in a], measure="mutual_knn")
