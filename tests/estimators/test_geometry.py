@@ -135,11 +135,13 @@ def test_exact_values_of_simple_matrices():
 def test_centred_rank_is_at_most_n_minus_1():
     rng = np.random.default_rng(6)
     X = rng.normal(size=(10, 50))  # fewer samples than features
+    # The zero singular value of centred data comes out at about 1e-8 s_1
+    # (the Gram's resolution), which moves RankMe by about 1e-7.
     assert rankme(X, eps=0) <= 10 + 1e-9
-    assert rankme(X, center=True, eps=0) <= 9 + 1e-9
-    # n - 1 equal singular values make the centred bound attained exactly.
+    assert rankme(X, center=True, eps=0) <= 9 + 1e-6
+    # n - 1 equal singular values make the centred bound attained.
     simplex = np.eye(10)
-    assert rankme(simplex, center=True, eps=0) == pytest.approx(9.0, abs=1e-9)
+    assert rankme(simplex, center=True, eps=0) == pytest.approx(9.0, abs=1e-6)
     with pytest.raises(ValueError, match=r"at most min\(n - 1, d\)"):
         alpha_req(X, ranks=(1, 10))
 
@@ -178,7 +180,7 @@ def test_invariant_to_orthogonal_maps_and_scaling(seed, scale):
 def test_bounds(n, d, seed):
     X = np.random.default_rng(seed).normal(size=(n, d))
     r = min(n, d)
-    assert 1 - 1e-9 <= rankme(X, eps=0) <= r + 1e-9
+    assert 1 - 1e-9 <= rankme(X, eps=0) <= r + 1e-6
     assert 1 - 1e-9 <= stable_rank(X) <= r + 1e-9
 
 
