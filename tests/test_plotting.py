@@ -465,3 +465,58 @@ def test_import_without_matplotlib_says_how_to_install():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert 'pip install "infoscope[plot]"' in out
+
+
+# --- similarity_heatmap -----------------------------------------------------
+
+
+def test_heatmap_draws_the_matrix_with_layer_names_and_nan_grey():
+    from infoscope import SimilarityMatrix
+    from infoscope.plotting import similarity_heatmap
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(50, 4))
+    layers = {"a": X, "b": np.tanh(X @ rng.normal(size=(4, 3))), "c": X[:, :2] ** 2}
+    est = SimilarityMatrix().fit(layers, [X, X[:, :1]])
+    fig = similarity_heatmap(est, label="linear CKA")
+    ax = panels(fig)[0]
+    image = ax.get_images()[0]
+    np.testing.assert_allclose(image.get_array().data, est.matrix_)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "layers_b[0]",
+        "layers_b[1]",
+    ]
+    assert image.origin == "lower"  # the first layer at the bottom
+    texts = [t.get_text() for t in ax.texts]
+    assert texts[0] == f"{est.matrix_[0, 0]:.2f}" and len(texts) == 6
+    assert colorbars(fig)[0].get_ylabel() == "linear CKA"
+    nan = np.array([[1.0, np.nan], [0.5, 0.2]])
+    fig = similarity_heatmap(nan, annotate=False)
+    image = panels(fig)[0].get_images()[0]
+    assert image.get_array().mask.tolist() == [[False, True], [False, False]]
+    assert image.get_cmap().get_bad()[:3] == pytest.approx((0.75, 0.75, 0.75))
+    assert not panels(fig)[0].texts
+
+
+def test_heatmap_accepts_any_library_and_draws_into_given_axes():
+    torch = pytest.importorskip("torch")
+    from infoscope.plotting import similarity_heatmap
+
+    fig = Figure()
+    ax = fig.add_subplot()
+    out = similarity_heatmap(
+        torch.eye(3, dtype=torch.float64), ax=ax, vmin=None, vmax=None
+    )
+    assert out is fig and ax.get_images()[0].get_array().shape == (3, 3)
+
+
+def test_heatmap_bad_input():
+    from infoscope.plotting import similarity_heatmap
+
+    with pytest.raises(ValueError, match="must be 2-D"):
+        similarity_heatmap(np.ones(3))
+    with pytest.raises(
+        ValueError, match="labels_a has 1 names but the matrix has 2 rows"
+    ):
+        similarity_heatmap(np.ones((2, 2)), labels_a=["x"])

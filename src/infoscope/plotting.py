@@ -7,6 +7,7 @@ so no global state and no window) and returns the figure:
 - :func:`measure_curves`: every measure against step, one line per layer;
 - :func:`snr_scatter`: Node SNR weights against their input-output covariance;
 - :func:`ntk_spectrum`: NTK eigenvalues against rank, one curve per step;
+- :func:`similarity_heatmap`: an L x M layer-similarity matrix (CKA, ...);
 - :func:`report`: all of the above for a whole run.
 
 The history is the monitor's tidy :class:`pandas.DataFrame` with the columns
@@ -43,6 +44,7 @@ __all__ = [
     "measure_curves",
     "ntk_spectrum",
     "report",
+    "similarity_heatmap",
     "snr_scatter",
 ]
 
@@ -368,6 +370,120 @@ def snr_scatter(weights: Any, c: Any, *, ax: Axes | None = None) -> Figure:
     ax.set_ylabel("weight W_ij")
     ax.legend(fontsize="small")
     return ax.figure
+
+
+def similarity_heatmap(
+    matrix: Any,
+    *,
+    labels_a: Sequence[str] | None = None,
+    labels_b: Sequence[str] | None = None,
+    ax: Axes | None = None,
+    cmap: str = "magma",
+    vmin: float | None = 0.0,
+    vmax: float | None = 1.0,
+    annotate: bool | None = None,
+    label: str = "similarity",
+) -> Figure:
+    """Heatmap of an L x M layer-similarity matrix.
+
+    Row l (y axis, first layer at the bottom) is layer l of the first
+    collection, column m (x axis) layer m of the second, as
+    :func:`infoscope.similarity_matrix` returns them. NaN entries (a constant
+    layer) are drawn grey.
+
+    Parameters
+    ----------
+    matrix : array of shape (L, M), or a fitted SimilarityMatrix
+        Any library; an estimator brings its layer names as labels.
+    labels_a, labels_b : sequence of str, optional
+        Row and column names (default: the estimator's, else 0, 1, ...).
+    ax : matplotlib.axes.Axes, optional
+        Axes to draw into; a new figure by default.
+    cmap : str, default="magma"
+    vmin, vmax : float or None, default=0.0 and 1.0
+        The colour range; None: the data's.
+    annotate : bool or None, default=None
+        Write each value in its cell; None: when there are at most 100 cells.
+    label : str, default="similarity"
+        The colour bar's label (e.g. "linear CKA").
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.plotting import similarity_heatmap
+    >>> fig = similarity_heatmap(np.array([[1.0, 0.4, 0.1], [0.4, 1.0, 0.6]]),
+    ...                          labels_a=["conv", "fc"])
+    >>> [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    ['conv', 'fc']
+    """
+    if hasattr(matrix, "matrix_"):
+        labels_a = labels_a if labels_a is not None else matrix.layer_names_a_
+        labels_b = labels_b if labels_b is not None else matrix.layer_names_b_
+        matrix = matrix.matrix_
+    values = np.asarray(to_numpy(matrix), dtype=float)
+    if values.ndim != 2:
+        raise ValueError(
+            f"similarity_heatmap: `matrix` must be 2-D (L x M), got shape "
+            f"{values.shape}; pass similarity_matrix(...) or a fitted "
+            f"SimilarityMatrix."
+        )
+    rows, columns = values.shape
+    labels_a = list(labels_a) if labels_a is not None else [str(i) for i in range(rows)]
+    labels_b = (
+        list(labels_b) if labels_b is not None else [str(j) for j in range(columns)]
+    )
+    for name, names, size in (
+        ("labels_a", labels_a, rows),
+        ("labels_b", labels_b, columns),
+    ):
+        if len(names) != size:
+            raise ValueError(
+                f"similarity_heatmap: {name} has {len(names)} names but the "
+                f"matrix has {size} {'rows' if name == 'labels_a' else 'columns'}."
+            )
+    ax = _new_axes(ax)
+    colours = _colormap(cmap)
+    image = ax.imshow(
+        np.ma.masked_invalid(values),
+        origin="lower",
+        cmap=colours,
+        vmin=vmin,
+        vmax=vmax,
+        aspect="auto",
+        interpolation="nearest",
+    )
+    ax.set_xticks(range(columns), labels_b, rotation=45 if columns > 6 else 0)
+    ax.set_yticks(range(rows), labels_a)
+    if annotate is None:
+        annotate = rows * columns <= 100
+    if annotate:
+        middle = (
+            np.nanmean(values) if vmin is None or vmax is None else (vmin + vmax) / 2
+        )
+        for (i, j), v in np.ndenumerate(values):
+            text = "nan" if not np.isfinite(v) else f"{v:.2f}"
+            ax.text(
+                j,
+                i,
+                text,
+                ha="center",
+                va="center",
+                fontsize="small",
+                color="black" if np.isfinite(v) and v > middle else "white",
+            )
+    ax.figure.colorbar(image, ax=ax, label=label)
+    return ax.figure
+
+
+def _colormap(name: str) -> Any:
+    """The named colormap with NaN drawn grey (a new object; the global one is kept)."""
+    from matplotlib import colormaps
+
+    return colormaps[name].with_extremes(bad="0.75")
 
 
 def _spectra(eigenvalues: Any) -> dict[int, np.ndarray] | None:

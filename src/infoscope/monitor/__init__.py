@@ -14,15 +14,17 @@ protocol (:class:`Measure`: ``needs`` and ``measure(probe)``, receiving a
 
 Examples
 --------
->>> from infoscope.monitor import NEEDS
->>> sorted(NEEDS)
-['activations', 'dense', 'labels', 'model', 'ntk']
+>>> from infoscope.monitor import Measure
+>>> class Width(Measure):
+...     needs = frozenset({"activations"})
+...     def measure(self, probe):
+...         return {layer: H.shape[1] for layer, H in probe.activations.items()}
 """
 
 from ._measures import NEEDS, Measure, Probe
 from ._monitor import Monitor
 
-__all__ = ["NEEDS", "Measure", "Monitor", "Probe"]
+__all__ = ["Measure", "Monitor", "Probe"]
 
 # Public under this module's name: in tracebacks, reprs and pickles.
 for _name in ("Measure", "Monitor", "Probe"):

@@ -67,6 +67,14 @@ class Probe:
     model : object or None
         The model as given to ``record`` (for JAX, ``apply_fn`` with its
         params bound), if some measure needs ``"model"``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.monitor import Probe
+    >>> probe = Probe(step=3, X=np.zeros((4, 2)), activations={"fc": np.ones((4, 5))})
+    >>> probe.step, list(probe.activations), probe.ntk is None
+    (3, ['fc'], True)
     """
 
     step: int
