@@ -178,9 +178,13 @@ def test_demo_writes_the_run_csv_and_report_and_refuses_to_overwrite(tmp_path, c
         "snr_signal_factor",
         "ntk_entropy",
         "ntk_mi",
+        "geometry_rankme",
+        "cka_to_initial",
         "train_loss",
         "test_accuracy",
     } <= measures
+    to_initial = table[table.measure == "cka_to_initial"]
+    assert to_initial[to_initial.step == 0].value.tolist() == pytest.approx([1.0] * 3)
     assert set(table[table.measure == "dse"].layer) == {"hidden1", "hidden2", "logits"}
     import pandas as pd
 

@@ -467,3 +467,110 @@ def test_lightning_ddp_records_on_rank_zero_only(tmp_path):
     table = run.history()
     dse = table[(table.measure == "dse") & (table.layer == "net.2")].value.tolist()
     assert logged["infoscope/dse/net.2"].dropna().tolist() == pytest.approx(dse)
+
+
+# ---- issue 20: similarity to a reference and the geometry measures
+
+
+def _train(net, X, y, steps=5):
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.5)
+    for _ in range(steps):
+        loss = torch.nn.functional.cross_entropy(
+            net(torch.from_numpy(X)), torch.from_numpy(y)
+        )
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+
+def test_similarity_to_the_initial_previous_and_a_given_model(net, tmp_path):
+    from infoscope import RepresentationGeometry, similarity_matrix
+    from infoscope.adapters.torch import activations
+    from infoscope.monitor import ReferenceSimilarity
+
+    X, y = _probe()
+    layers = ["1", "2"]
+    checkpoint = {k: v.clone() for k, v in net.state_dict().items()}
+    given = activations(net, X, layers)  # the "checkpoint"'s activations
+    monitor = Monitor(
+        [
+            ReferenceSimilarity(matrix=True),
+            ReferenceSimilarity("previous"),
+            ReferenceSimilarity(given, measure="mutual_knn", n_neighbors=5),
+            RepresentationGeometry(),
+        ],
+        X,
+        y,
+        layers=layers,
+        path=tmp_path / "run.db",
+        progress=False,
+    )
+    first = monitor.record(0, net)
+    assert [first.value("cka_to_initial", la) for la in layers] == pytest.approx(
+        [1.0, 1.0], abs=1e-6  # float32 activations
+    )
+    assert "cka_to_previous" not in {m for _, m, _ in first.values}
+    assert first.value("mknn_to_reference", "2") == pytest.approx(1.0)
+    initial = activations(net, X, layers)
+    previous = initial
+    for step in (1, 2):
+        _train(net, X, y)
+        record = monitor.record(step, net)
+        now = activations(net, X, layers)
+        to_initial = similarity_matrix(list(now.values()), list(initial.values()))
+        np.testing.assert_allclose(
+            record.arrays["cka_to_initial_matrix", "model"], to_initial.numpy()
+        )
+        for i, layer in enumerate(layers):
+            assert record.value("cka_to_initial", layer) == pytest.approx(
+                float(to_initial[i, i])
+            )
+            assert record.value("cka_to_previous", layer) == pytest.approx(
+                float(similarity_matrix([now[layer]], [previous[layer]])[0, 0])
+            )
+            knn = similarity_matrix(
+                [now[layer]], [given[layer]], measure="mutual_knn", n_neighbors=5
+            )
+            assert record.value("mknn_to_reference", layer) == pytest.approx(
+                float(knn[0, 0])
+            )
+            geometry = RepresentationGeometry().fit(now[layer])
+            assert record.value("geometry_rankme", layer) == pytest.approx(
+                geometry.rankme_
+            )
+            assert record.value("geometry_alpha_req", layer) == pytest.approx(
+                geometry.alpha_req_
+            )
+        previous = now
+    assert record.value("cka_to_initial", "2") < 0.999  # training moved it
+    monitor.close()
+    # A monitor continuing the run compares with the same initial model.
+    net.load_state_dict(checkpoint)
+    again = Monitor(ReferenceSimilarity(), X, layers=layers, path=tmp_path / "run.db",
+                    progress=False)  # fmt: skip
+    assert again.record(3, net).value("cka_to_initial", "1") == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="reference='last' is not one of"):
+        ReferenceSimilarity("last")
+
+
+def test_report_draws_similarity_to_the_start_as_layers_by_steps(net):
+    pytest.importorskip("matplotlib")
+    from infoscope.monitor import ReferenceSimilarity
+    from infoscope.plotting import report
+
+    X, y = _probe()
+    monitor = Monitor(ReferenceSimilarity(), X, layers=["1", "2"], progress=False,
+                      step_name="epoch")  # fmt: skip
+    for step in range(4):
+        monitor.record(step, net)
+        _train(net, X, y, steps=3)
+    fig = report(monitor.run)
+    ax = fig.axes[0]
+    assert ax.get_title() == "Linear CKA of each layer with itself at\nthe start"
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("epoch", "layer")
+    [image] = ax.get_images()
+    table = monitor.history()
+    expected = np.array(
+        [table[table.layer == la].sort_values("step").value.to_numpy() for la in "12"]
+    )
+    np.testing.assert_allclose(np.asarray(image.get_array()), expected)

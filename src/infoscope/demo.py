@@ -1,9 +1,10 @@
 """The demo run: a small MLP trained on scikit-learn's digits, every measure recorded.
 
 :func:`run_demo` is what ``infoscope demo`` runs. It trains with PyTorch when it
-is installed, else with JAX, records the HSIC plane, DSE and DSMI of each
-hidden layer, Node SNR of each dense layer and the NTK's entropy and class
-mutual information once per epoch, and writes the run ``metrics.db`` (crash-safe,
+is installed, else with JAX, records the HSIC plane, DSE, DSMI, RankMe,
+alpha-ReQ, stable rank and linear CKA to the untrained network of each layer,
+Node SNR of each dense layer and the NTK's entropy and class mutual
+information once per epoch, and writes the run ``metrics.db`` (crash-safe,
 readable while the demo trains), ``metrics.csv`` and ``report.png``.
 """
 
@@ -20,10 +21,11 @@ from .estimators.diffusion import (
     DiffusionSpectralEntropy,
     DiffusionSpectralMutualInformation,
 )
+from .estimators.geometry import RepresentationGeometry
 from .estimators.hsic import HSICPlane
 from .estimators.ntk import NTKEntropy, NTKMutualInformation
 from .estimators.snr import NodeSNR
-from .monitor import Monitor
+from .monitor import Monitor, ReferenceSimilarity
 
 FRAMEWORKS = ("torch", "jax")
 OUTPUTS = ("metrics.db", "metrics.csv", "report.png")
@@ -74,11 +76,13 @@ def digits_split(seed: int = 0, n_probe: int = 500) -> dict[str, np.ndarray]:
 
 
 def demo_measures() -> list[Any]:
-    """The estimators the demo records (every family)."""
+    """The measures the demo records (every family)."""
     return [
         HSICPlane(),
         DiffusionSpectralEntropy(),
         DiffusionSpectralMutualInformation(random_state=0),
+        RepresentationGeometry(),
+        ReferenceSimilarity("initial"),
         NodeSNR(),
         NTKEntropy(),
         NTKMutualInformation(),

@@ -572,7 +572,7 @@ def ntk_spectrum(
     if left_out:
         plural = "s" if left_out > 1 else ""
         title += f" ({left_out} non-positive eigenvalue{plural} left out)"
-    ax.set_title(title)
+    ax.set_title(title, fontsize="medium")
     return ax.figure
 
 
@@ -588,6 +588,35 @@ def _last_snr(run: Any, order: list) -> tuple[str, int, Any, Any] | None:
     return None
 
 
+# Per-layer similarity to a reference (ReferenceSimilarity): a heatmap.
+_TO_REFERENCE = ("_to_initial", "_to_previous", "_to_reference")
+
+
+def _layer_by_step(ax: Axes, df: Any, measure: str, step_name: str) -> None:
+    """`measure` as a heatmap: one row per layer, one column per step."""
+    table = df[df["measure"] == measure].pivot_table(
+        index="layer", columns="step", values="value", aggfunc="last", sort=False
+    )
+    table = table.reindex(columns=sorted(table.columns))
+    title, unit = describe_measure(measure)
+    similarity_heatmap(
+        table.to_numpy(),
+        labels_a=[str(layer) for layer in table.index],
+        labels_b=[str(step) for step in table.columns],
+        ax=ax,
+        cmap="viridis",
+        annotate=False,
+        label=unit or measure,
+    )
+    ax.set_title(_wrapped(title), fontsize="medium")
+    ax.set_xlabel(step_name)
+    ax.set_ylabel("layer")
+    if len(table.columns) > 12:  # label every few steps only
+        every = math.ceil(len(table.columns) / 12)
+        for i, label in enumerate(ax.get_xticklabels()):
+            label.set_visible(i % every == 0)
+
+
 def _constant(df: Any, measure: str) -> float | None:
     """The one value `measure` takes throughout (every step and layer), if so."""
     values = df.loc[df["measure"] == measure, "value"].to_numpy(dtype=float)
@@ -600,12 +629,14 @@ def report(run: Any, *, step_name: str | None = None) -> Figure:
     """One figure for a whole run: information plane, curves, SNR and NTK.
 
     Each measure's panel is titled in words with its unit on the vertical
-    axis. Panels without data are left out: the information plane when
-    neither ``hsic_x``/``hsic_y`` nor ``cka_x``/``cka_y`` are recorded for one
-    layer, the SNR scatter (last step, first dense layer) when
-    ``snr_weights`` and ``snr_c`` are not stored, the NTK spectrum when
-    ``ntk_eigenvalues`` is not. A measure with one value throughout (no dead
-    nodes, say) gets no panel; a line under the figure gives its value.
+    axis; a layer's similarity to a reference (``cka_to_initial``, ...) is a
+    heatmap of layers by steps. Panels without data are left out: the
+    information plane when neither ``hsic_x``/``hsic_y`` nor
+    ``cka_x``/``cka_y`` are recorded for one layer, the SNR scatter (last
+    step, first dense layer) when ``snr_weights`` and ``snr_c`` are not
+    stored, the NTK spectrum when ``ntk_eigenvalues`` is not. A measure with
+    one value throughout (no dead nodes, say) gets no panel; a line under
+    the figure gives its value.
 
     Parameters
     ----------
@@ -657,15 +688,19 @@ def report(run: Any, *, step_name: str | None = None) -> Figure:
     constants = {m: _constant(df, m) for m in measures if m not in in_plane}
     constants = {m: v for m, v in constants.items() if v is not None}
     curves = [m for m in measures if m not in in_plane and m not in constants]
+    heatmaps = [m for m in curves if m.endswith(_TO_REFERENCE)]
+    curves = [m for m in curves if m not in heatmaps]
     snr = _last_snr(run, _first_seen(df["layer"]))
     ntk = run.arrays("ntk_eigenvalues")
-    n = len(planes) + len(curves) + (snr is not None) + bool(ntk)
+    n = len(planes) + len(heatmaps) + len(curves) + (snr is not None) + bool(ntk)
     if n == 0 and not constants:
         raise ValueError("run has nothing to plot: its history and arrays are empty")
     fig, axes = _grid(max(n, 1), width=4.8, height=3.8)
     panels = iter(axes)
     for x, y in planes:
         information_plane(df, x=x, y=y, ax=next(panels), step_name=step_name)
+    for measure in heatmaps:
+        _layer_by_step(next(panels), df, measure, step_name)
     for measure in curves:
         _draw_curves(next(panels), df, measure, None, step_name)
     if snr is not None:

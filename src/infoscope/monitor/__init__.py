@@ -21,12 +21,14 @@ Examples
 ...         return {layer: H.shape[1] for layer, H in probe.activations.items()}
 """
 
-from ._measures import NEEDS, Measure, Probe
+from ._measures import NEEDS as NEEDS  # the inputs a measure may need
+from ._measures import Measure, Probe
 from ._monitor import Monitor
+from ._reference import ReferenceSimilarity
 
-__all__ = ["Measure", "Monitor", "Probe"]
+__all__ = ["Measure", "Monitor", "Probe", "ReferenceSimilarity"]
 
 # Public under this module's name: in tracebacks, reprs and pickles.
-for _name in ("Measure", "Monitor", "Probe"):
+for _name in __all__:
     globals()[_name].__module__ = __name__
 del _name

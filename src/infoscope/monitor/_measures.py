@@ -15,6 +15,11 @@ object with two members:
 
 A plain callable is measured per layer: ``fn(H)``, or ``fn(H, y)`` when it
 takes two positional arguments, for each layer's activations ``H``.
+
+A measure may also have ``resume(run, name)``: a monitor continuing an
+existing run calls it once with the run and the measure's name, so that a
+measure that keeps state between records (a reference, say) can take it back
+from the stored records.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from ..estimators.diffusion import (
     DiffusionSpectralEntropy,
     DiffusionSpectralMutualInformation,
 )
+from ..estimators.geometry import RepresentationGeometry
 from ..estimators.hsic import HSIC, HSICPlane
 from ..estimators.ntk import NTKEntropy, NTKMutualInformation
 from ..estimators.snr import NodeSNR
@@ -135,6 +141,16 @@ def _dsmi_measure(est: Any, probe: Probe, memo: dict) -> dict:
     }
 
 
+def _geometry_measure(est: Any, probe: Probe, memo: dict) -> dict:
+    out: dict = {}
+    for layer, H in probe.activations.items():
+        est.fit(H)
+        out[layer, "rankme"] = float(est.rankme_)
+        out[layer, "alpha_req"] = float(est.alpha_req_)
+        out[layer, "stable_rank"] = float(est.stable_rank_)
+    return out
+
+
 def _plane_measure(est: Any, probe: Probe, memo: dict) -> dict:
     # Fitted once per probe array (the monitor keeps one per library and
     # device): the estimator caches the input and label Grams.
@@ -194,6 +210,7 @@ _FAMILIES: dict[type, _Family] = {
     HSIC: _Family("hsic", _WITH_LABELS, _hsic_measure),
     DiffusionSpectralEntropy: _Family("dse", _ACTIVATIONS, _dse_measure),
     DiffusionSpectralMutualInformation: _Family("dsmi", _WITH_LABELS, _dsmi_measure),
+    RepresentationGeometry: _Family("geometry", _ACTIVATIONS, _geometry_measure),
     NodeSNR: _Family("snr", frozenset({"dense"}), _snr_measure),
     NTKEntropy: _Family("ntk", frozenset({"ntk"}), _ntk_entropy_measure),
     NTKMutualInformation: _Family(

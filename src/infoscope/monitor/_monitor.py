@@ -205,6 +205,8 @@ class Monitor:
           - ``DiffusionSpectralEntropy``: ``dse``;
             ``DiffusionSpectralMutualInformation``: ``dsmi`` (with the
             labels);
+          - ``RepresentationGeometry``: ``geometry_rankme``,
+            ``geometry_alpha_req``, ``geometry_stable_rank`` per layer;
           - ``NodeSNR``: ``snr_optimality``, ``snr_signal_factor`` (means over
             nodes), ``snr_sign_disagreements``, ``snr_nan_nodes``, and the
             arrays ``snr_weights`` and ``snr_c``;
@@ -221,6 +223,10 @@ class Monitor:
           :class:`~infoscope.monitor.Probe`), used as given;
         - a callable ``fn(H)`` or ``fn(H, y)``, measured on each layer's
           activations ``H`` (and the probe labels).
+
+        :class:`~infoscope.monitor.ReferenceSimilarity` records each layer's
+        CKA (or mutual kNN) with itself at the first record, the previous
+        one, or a given checkpoint.
 
         A dict's keys name the values (``{"dse_t5": DSE(t=5)}`` gives
         ``dse_t5``), which lets two measures of one kind run side by side.
@@ -377,6 +383,11 @@ class Monitor:
                 UserWarning,
                 stacklevel=2,
             )
+        if path is not None:
+            for name, measure in self.measures.items():
+                resume = getattr(measure, "resume", None)
+                if callable(resume):
+                    resume(self.run, name)
 
     @property
     def estimators(self) -> dict[str, Any]:

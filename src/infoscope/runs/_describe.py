@@ -35,6 +35,21 @@ _DESCRIPTIONS: dict[str, tuple[str, str]] = {
         "NTK class mutual information, normalised",
         "fraction, 0 to 1",
     ),
+    "geometry_rankme": ("RankMe: effective rank of the layer", "rank"),
+    "geometry_alpha_req": ("alpha-ReQ: decay of the layer's eigenspectrum", "exponent"),
+    "geometry_stable_rank": ("Stable rank of the layer", "rank"),
+    "cka_to_initial": (
+        "Linear CKA of each layer with itself at the start",
+        "CKA, 0 to 1",
+    ),
+    "cka_to_previous": (
+        "Linear CKA of each layer with its previous record",
+        "CKA, 0 to 1",
+    ),
+    "cka_to_reference": (
+        "Linear CKA of each layer with the reference model",
+        "CKA, 0 to 1",
+    ),
     "loss": ("Loss", "loss"),
     "train_loss": ("Training loss (cross-entropy)", "nats"),
     "val_loss": ("Validation loss", "loss"),
