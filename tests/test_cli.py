@@ -211,11 +211,18 @@ def test_demo_writes_the_run_csv_and_report_and_refuses_to_overwrite(tmp_path, c
 
 
 def test_demo_trains_with_jax_when_asked(tmp_path):
-    pytest.importorskip("jax")
+    jax = pytest.importorskip("jax")
     pytest.importorskip("matplotlib")
     from infoscope.demo import run_demo
 
-    monitor = run_demo(tmp_path, epochs=1, framework="jax", progress=False)
+    # With JAX's x64 flag on (as some users set it globally): the demo trains
+    # in float32 all the same.
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
+        monitor = run_demo(tmp_path, epochs=1, framework="jax", progress=False)
+    finally:
+        jax.config.update("jax_enable_x64", before)
     table = monitor.history()
     assert set(table[table.measure == "dsmi"].layer) == {
         "hidden1/max_0",
@@ -224,6 +231,28 @@ def test_demo_trains_with_jax_when_asked(tmp_path):
     }
     accuracy = table[table.measure == "train_accuracy"].value.iloc[-1]
     assert accuracy > 0.5  # one epoch of Adam learns digits well past chance
+
+
+def test_the_jax_demo_network_does_not_depend_on_the_x64_flag():
+    jax = pytest.importorskip("jax")
+    from infoscope.demo import demo_network
+
+    before = jax.config.jax_enable_x64
+    drawn = {}
+    try:
+        for x64 in (False, True):
+            jax.config.update("jax_enable_x64", x64)
+            apply_fn, params, _ = demo_network("jax")
+            X = np.linspace(0, 1, 64 * 3, dtype=np.float32).reshape(3, 64)
+            drawn[x64] = (
+                np.asarray(params["dense1"]["w"]),
+                np.asarray(apply_fn(params, X)),
+            )
+    finally:
+        jax.config.update("jax_enable_x64", before)
+    assert drawn[True][0].dtype == np.float32
+    np.testing.assert_array_equal(drawn[True][0], drawn[False][0])
+    np.testing.assert_array_equal(drawn[True][1], drawn[False][1])
 
 
 def test_report_redraws_a_run_even_while_it_is_written(tmp_path, capsys):

@@ -266,11 +266,13 @@ def _jax_network(seed: int) -> tuple[Any, Any, list[str]]:
 
     sizes = (64, *HIDDEN, 10)
     keys = jax.random.split(jax.random.PRNGKey(seed), len(sizes) - 1)
+    # float32 whatever JAX's x64 flag says: the same draws, the same training.
     params = {
         f"dense{i + 1}": {
             # PyTorch's default initialisation: uniform within 1/sqrt(fan_in).
-            "w": jax.random.uniform(k, (a, b), minval=-1, maxval=1) / np.sqrt(a),
-            "b": jnp.zeros(b),
+            "w": jax.random.uniform(k, (a, b), jnp.float32, minval=-1, maxval=1)
+            / np.float32(np.sqrt(a)),
+            "b": jnp.zeros(b, jnp.float32),
         }
         for i, (k, a, b) in enumerate(zip(keys, sizes[:-1], sizes[1:], strict=True))
     }

@@ -80,7 +80,14 @@ def missing_reason(spec: BackendSpec) -> str | None:
     if spec.library == "torch":
         import torch
 
-        return None if torch.cuda.is_available() else "no CUDA device for torch"
+        if torch.cuda.is_available():
+            return None
+        if torch.backends.cuda.is_built():
+            return (
+                "a CUDA build of torch without a CUDA device; array-API checks on "
+                "cuda are skipped too"
+            )
+        return "a CPU build of torch"
     if spec.library == "cupy":
         try:
             import cupy
