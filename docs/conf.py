@@ -98,6 +98,11 @@ html_theme_options = {
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc"],
 }
+# The gallery's pages go without the left sidebar (the gallery's own list of
+# examples), and so does Installing (it has no subpages): their code, 88
+# characters a line, then fits beside the page's table of contents at 1280 px
+# instead of wrapping.
+html_sidebars = {"auto_examples/*": [], "install": []}
 html_static_path = ["_static"]
 html_css_files = ["infoscope.css"]
 html_show_sourcelink = False
