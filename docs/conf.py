@@ -18,7 +18,17 @@ from pathlib import Path
 import infoscope
 
 DOCS = Path(__file__).resolve().parent
-sys.path.insert(0, str(DOCS))  # the gallery's figure scraper (_scraper.py)
+sys.path.insert(0, str(DOCS))  # _scraper.py (the gallery's figures), _source.py
+
+from _source import write_source_archive  # noqa: E402
+
+try:  # Sphinx >= 9
+    from sphinx.ext.autodoc._sentinels import INSTANCE_ATTR
+except ImportError:
+    try:
+        from sphinx.ext.autodoc import INSTANCEATTR as INSTANCE_ATTR
+    except ImportError:  # a Sphinx that names it otherwise: nothing is skipped
+        INSTANCE_ATTR = object()
 
 # The gallery runs on the CPU even where a GPU is present, on one thread per
 # library so a build on a small machine is not slowed by oversubscription.
@@ -38,6 +48,9 @@ extensions = [
     "sphinx.ext.autodoc",
     "sphinx.ext.autosummary",
     "sphinx.ext.mathjax",
+    # MathJax 3 from the package, copied into _static/mathjax: equations render
+    # without a network. It sets mathjax_path to that copy.
+    "sphinx-mathjax-offline",
     "sphinx.ext.viewcode",
     "numpydoc",
     "sphinx_gallery.gen_gallery",
@@ -71,14 +84,56 @@ sphinx_gallery_conf = {
     "abort_on_example_error": True,
     "only_warn_on_example_error": False,
     "remove_config_comments": True,
+    # Only what an example prints is shown: the value of a cell's last
+    # expression (a matplotlib call's return value) is not.
+    "capture_repr": (),
+    # The computation-times pages load jQuery and DataTables from CDNs.
+    "write_computation_times": False,
 }
 
 html_theme = "pydata_sphinx_theme"
 html_title = f"infoscope {release}"
 html_theme_options = {
+    # Six top-level pages and the title fit on one line at 1280 px with four
+    # links before the "More" menu.
+    "header_links_before_dropdown": 4,
     "navigation_with_keys": False,
     "show_toc_level": 2,
     "secondary_sidebar_items": ["page-toc"],
 }
-html_static_path: list[str] = []
+# The gallery's pages go without the left sidebar (the gallery's own list of
+# examples), and so does Installing (it has no subpages): their code, 88
+# characters a line, then fits beside the page's table of contents at 1280 px
+# instead of wrapping.
+html_sidebars = {"auto_examples/*": [], "install": []}
+html_static_path = ["_static"]
+html_css_files = ["infoscope.css"]
 html_show_sourcelink = False
+
+# The site ships the source it was built from (install.rst links to it).
+SOURCE_ARCHIVE = f"infoscope-{release}.tar.gz"
+rst_epilog = f"""
+.. |source-archive| replace:: ``{SOURCE_ARCHIVE}``
+.. _source-archive: {SOURCE_ARCHIVE}
+"""
+
+
+def _write_source_archive(app) -> None:
+    if app.builder.format == "html":
+        write_source_archive(DOCS.parent, Path(app.outdir) / SOURCE_ARCHIVE)
+
+
+def _skip_instance_attributes(app, what, name, obj, skip, options):
+    """Leave out of a class's attribute table what the class does not hold.
+
+    autosummary lists annotation-only members (a dataclass field without a
+    class-level default, such as ``Probe.step``) with a placeholder of its own
+    as their value, then cannot import them. Their docstring's Attributes
+    section documents them.
+    """
+    return True if obj is INSTANCE_ATTR else None
+
+
+def setup(app):
+    app.connect("builder-inited", _write_source_archive)
+    app.connect("autodoc-skip-member", _skip_instance_attributes)

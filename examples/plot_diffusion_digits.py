@@ -141,12 +141,13 @@ for n_bins in (2, 4):
     )
 
 # %%
-# The figure
-# ----------
+# The figures
+# -----------
+# DSE against the kernel width, for the digits and their pixel-shuffled
+# control, with its ceiling ``log2(n)``.
 
-fig = Figure(figsize=(13, 3.8), layout="constrained")
-axes = fig.subplots(1, 3)
-ax = axes[0]
+dse_figure = Figure(figsize=(6.4, 4.2), layout="constrained")
+ax = dse_figure.add_subplot()
 ax.plot(sigmas, dse_digits, "o-", label="digits")
 ax.plot(sigmas, dse_shuffled, "s--", label="pixel-shuffled")
 ax.axhline(np.log2(n), color="0.5", linestyle=":", label="log2(n)")
@@ -158,7 +159,11 @@ ax.set_ylabel("DSE (bits)")
 ax.set_title("Diffusion spectral entropy")
 ax.legend(fontsize="small")
 
-ax = axes[1]
+# %%
+# DSMI against the kernel width, with the labels and with shuffled labels.
+
+dsmi_figure = Figure(figsize=(6.4, 4.2), layout="constrained")
+ax = dsmi_figure.add_subplot()
 ax.plot(sigmas, dsmi_labels, "o-", label="labels")
 ax.plot(sigmas, dsmi_shuffled, "s--", label="shuffled labels")
 ax.axhline(0.0, color="0.5", linewidth=0.6)
@@ -170,7 +175,12 @@ ax.set_ylabel("DSMI (bits)")
 ax.set_title("DSMI with the labels")
 ax.legend(fontsize="small")
 
-ax = axes[2]
+# %%
+# The DSE of each class at ``sigma = 28``, beside that of random subsets of
+# the class's size.
+
+class_figure = Figure(figsize=(6.4, 4.2), layout="constrained")
+ax = class_figure.add_subplot()
 classes = np.arange(len(dsmi.classes_))
 ax.bar(classes - 0.2, random_dse, width=0.4, label="random subset")
 ax.bar(classes + 0.2, class_dse, width=0.4, label="the class")

@@ -142,16 +142,12 @@ print(f"lit pixels with p >= 0.01: {weak.sum()}")
 print(f"the number of images they are lit in: {sorted(lit_in[weak].tolist())}")
 
 # %%
-# The figure
-# ----------
-# Left: CKA between the pixels and ``k`` components. Middle: CKA between
-# ``k`` components and the labels. Right: the per-pixel p-values as
-# ``-log10 p`` on the 8 x 8 image grid (larger: stronger evidence of
-# dependence; pixels that are never lit in white).
+# The figures
+# -----------
+# CKA between the pixels and ``k`` components.
 
-fig = Figure(figsize=(13, 3.8), layout="constrained")
-axes = fig.subplots(1, 3)
-ax = axes[0]
+pixels_figure = Figure(figsize=(6.4, 4.2), layout="constrained")
+ax = pixels_figure.add_subplot()
 ax.plot(dims, cka_linear, "o-", label="PCA, linear CKA")
 ax.plot(dims, cka_gaussian, "^-", label="PCA, Gaussian CKA")
 ax.plot(dims, cka_random, "s--", label="random projection, linear CKA")
@@ -165,7 +161,11 @@ ax.set_ylim(0, 1.02)
 ax.legend(fontsize="small", loc="lower right")
 ax.set_title("Pixels vs. k components")
 
-ax = axes[1]
+# %%
+# CKA between ``k`` components and the labels.
+
+labels_figure = Figure(figsize=(6.4, 4.2), layout="constrained")
+ax = labels_figure.add_subplot()
 ax.plot(dims, cka_labels, "o-", label="labels")
 ax.plot(dims, cka_shuffled, "s--", label="shuffled labels")
 ax.set_xscale("log")
@@ -176,13 +176,18 @@ ax.set_ylabel("CKA(components, labels)")
 ax.legend(fontsize="small")
 ax.set_title("k components vs. labels")
 
-ax = axes[2]
+# %%
+# The per-pixel p-values as ``-log10 p`` on the 8 x 8 image grid (larger:
+# stronger evidence of dependence; pixels that are never lit in white).
+
+pvalue_figure = Figure(figsize=(5.2, 4.2), layout="constrained")
+ax = pvalue_figure.add_subplot()
 score = np.ma.masked_array(-np.log10(np.maximum(pvalues, 1e-300)), mask=never_lit)
 image = ax.imshow(score, cmap="magma")
 ax.set_xticks([])
 ax.set_yticks([])
 ax.set_title("Each pixel vs. labels: -log10 p")
-fig.colorbar(image, ax=ax)
+pvalue_figure.colorbar(image, ax=ax)
 
 # %%
 # What the numbers say

@@ -27,7 +27,6 @@ the epoch with :func:`infoscope.plotting.measure_curves`. The user guide's
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
@@ -132,22 +131,24 @@ for name, fitted in monitor.estimators.items():
 # %%
 # The information plane
 # ---------------------
-# Each layer's trajectory, coloured by epoch, in the HSIC plane (left) and the
-# CKA plane (right). The label at the end of each path is the layer's name:
-# ``1`` and ``3`` are the ReLU outputs, ``4`` the logits.
+# Each layer's trajectory in the HSIC plane: one line per layer, named in the
+# legend (``1`` and ``3`` are the ReLU outputs, ``4`` the logits), through
+# points coloured by epoch.
 
-plane = Figure(figsize=(12, 4.4), layout="constrained")
-left, right = plane.subplots(1, 2)
-information_plane(history, ax=left)
-information_plane(history, x="cka_x", y="cka_y", ax=right)
-left.set_title("HSIC plane")
-right.set_title("CKA plane")
+hsic_plane = information_plane(history, step_name="epoch")
+
+# %%
+# The same trajectories in the CKA plane.
+
+cka_plane = information_plane(history, x="cka_x", y="cka_y", step_name="epoch")
 
 # %%
 # Every measure against the epoch
 # --------------------------------
 
-curves = measure_curves(history, ["hsic_x", "hsic_y", "loss", "accuracy"])
+curves = measure_curves(
+    history, ["hsic_x", "hsic_y", "loss", "accuracy"], step_name="epoch"
+)
 
 # %%
 # What the numbers say

@@ -84,30 +84,34 @@ for column in ("entropy_before", "entropy_after"):
     print(f"{column}: greedy > max-entropy > random in {ordered.sum()} seeds")
 
 # %%
-# The figure
-# ----------
-# Left: the test accuracy of each seed (grey lines join the three choices of
-# one seed, the random baseline first) and the mean over seeds (black bars).
-# Right: the NTK entropy of the chosen 30 points, at initialisation and after
-# training, mean over seeds, with the seeds' values as dots, and the largest
-# possible value, ``log2(30)``.
+# The figures
+# -----------
+# The test accuracy of each seed (grey lines join the three choices of one
+# seed, the random baseline first) and the mean over seeds (black bars).
 
 methods = ["random", "max-entropy", "greedy"]  # the baseline first
 position = {method: i for i, method in enumerate(methods)}
-fig = Figure(figsize=(11, 4), layout="constrained")
-left, right = fig.subplots(1, 2)
+accuracy_figure = Figure(figsize=(6.4, 4.2), layout="constrained")
+ax = accuracy_figure.add_subplot()
 
 for _, seed_rows in results.groupby("seed"):
     seed_rows = seed_rows.set_index("method").loc[methods]
-    left.plot(range(len(methods)), seed_rows["test_accuracy"], color="0.75", zorder=1)
+    ax.plot(range(len(methods)), seed_rows["test_accuracy"], color="0.75", zorder=1)
 for method, group in results.groupby("method", sort=False):
     x = position[method]
-    left.scatter(np.full(len(group), x), group["test_accuracy"], color="C0", zorder=2)
-    left.hlines(group["test_accuracy"].mean(), x - 0.25, x + 0.25, color="k")
-left.set_xticks(range(len(methods)), methods)
-left.set_ylabel("test accuracy")
-left.set_title("Trained on 30 chosen digits")
+    ax.scatter(np.full(len(group), x), group["test_accuracy"], color="C0", zorder=2)
+    ax.hlines(group["test_accuracy"].mean(), x - 0.25, x + 0.25, color="k")
+ax.set_xticks(range(len(methods)), methods)
+ax.set_ylabel("test accuracy")
+ax.set_title("Trained on 30 chosen digits")
 
+# %%
+# The NTK entropy of the chosen 30 points, at initialisation and after
+# training, mean over seeds, with the seeds' values as dots, and the largest
+# possible value, ``log2(30)``.
+
+entropy_figure = Figure(figsize=(6.4, 4.2), layout="constrained")
+ax = entropy_figure.add_subplot()
 width = 0.38
 for offset, column, label in (
     (-width / 2, "entropy_before", "at initialisation"),
@@ -115,21 +119,21 @@ for offset, column, label in (
 ):
     means = results.groupby("method", sort=False)[column].mean().loc[methods]
     xs = np.arange(len(methods)) + offset
-    right.bar(xs, means, width=width, label=label, alpha=0.8)
+    ax.bar(xs, means, width=width, label=label, alpha=0.8)
     for method, group in results.groupby("method", sort=False):
-        right.scatter(
+        ax.scatter(
             np.full(len(group), position[method] + offset),
             group[column],
             color="k",
             s=8,
             zorder=3,
         )
-right.axhline(math.log2(30), color="0.4", linestyle=":", label="log2(30)")
-right.set_xticks(range(len(methods)), methods)
-right.set_ylim(0, 5.8)
-right.set_ylabel("NTK entropy of the 30 points (bits)")
-right.set_title("NTK entropy of the choice")
-right.legend(fontsize="small", loc="upper center", ncols=3)
+ax.axhline(math.log2(30), color="0.4", linestyle=":", label="log2(30)")
+ax.set_xticks(range(len(methods)), methods)
+ax.set_ylim(0, 5.8)
+ax.set_ylabel("NTK entropy of the 30 points (bits)")
+ax.set_title("NTK entropy of the choice")
+ax.legend(fontsize="small", loc="upper center", ncols=3)
 
 # %%
 # What the numbers say

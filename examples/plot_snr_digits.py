@@ -134,19 +134,30 @@ for name in ("initial", "trained"):
     )
 
 # %%
-# The figure
-# ----------
-# Left and middle: every weight of the output layer (32 x 10) against its
-# covariance ``c_ij``, before and after training; red points disagree in
-# sign. Right: ``S`` of each node of both layers, before and after training.
+# The figures
+# -----------
+# Every weight of the output layer (32 x 10) against its covariance ``c_ij``,
+# at initialisation; red points disagree in sign.
 
-fig = Figure(figsize=(13, 4), layout="constrained")
-axes = fig.subplots(1, 3)
-for ax, name in zip(axes[:2], ("initial", "trained"), strict=True):
-    estimator, W = snr[name, "2"]
-    snr_scatter(W.detach(), estimator.covariance_, ax=ax)
-    ax.set_title(f"output layer, {name}:\n{ax.get_title()}", fontsize="medium")
-ax = axes[2]
+estimator, W = snr["initial", "2"]
+initial_scatter = snr_scatter(W.detach(), estimator.covariance_)
+ax = initial_scatter.axes[0]
+ax.set_title(f"output layer, initial:\n{ax.get_title()}", fontsize="medium")
+
+# %%
+# The same after training.
+
+# sphinx_gallery_thumbnail_number = 2
+estimator, W = snr["trained", "2"]
+trained_scatter = snr_scatter(W.detach(), estimator.covariance_)
+ax = trained_scatter.axes[0]
+ax.set_title(f"output layer, trained:\n{ax.get_title()}", fontsize="medium")
+
+# %%
+# ``S`` of each node of both layers, before and after training.
+
+nodes_figure = Figure(figsize=(6.4, 4.2), layout="constrained")
+ax = nodes_figure.add_subplot()
 for layer, marker in (("0", "o"), ("2", "s")):
     for name, colour in (("initial", "C7"), ("trained", "C0")):
         values = np.sort(np.asarray(snr[name, layer][0].optimality_))[::-1]
