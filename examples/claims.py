@@ -328,6 +328,15 @@ def summarize_snr(frame: pd.DataFrame) -> list[tuple[str, ...]]:
 # ---- 2. DSMI with true and permuted labels, and DSE (Liao et al.) ----------
 
 DSMI_ARMS = ("true labels", "permuted labels")
+
+
+def mean_norm(H) -> float:
+    """The mean Euclidean norm of a layer's activation vectors (the rows of H)."""
+    from infoscope.backends import to_numpy
+
+    return float(np.linalg.norm(to_numpy(H), axis=1).mean())
+
+
 DSMI_EPOCHS = (0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
 
 
@@ -352,8 +361,10 @@ def dsmi_labels_study(
     representation) on the first `n_probe` test digits with their *true*
     labels: DSMI and DSE with the paper's bandwidth (sigma = 10: ``dsmi``,
     ``dse``) and with each representation's median distance
-    (``dsmi_median``, ``dse_median``); with the accuracy on the labels trained
-    on (``train_accuracy``) and on the test digits (``test_accuracy``).
+    (``dsmi_median``, ``dse_median``); the representation's scale, the mean
+    Euclidean norm of its vectors (``norm``); and the accuracy on the labels
+    trained on (``train_accuracy``) and on the probe digits
+    (``test_accuracy``).
     """
     import torch
 
@@ -369,6 +380,7 @@ def dsmi_labels_study(
             sigma="median", random_state=0
         ),
         "dse_median": DiffusionSpectralEntropy(sigma="median"),
+        "norm": mean_norm,
     }
     frames = []
     with one_thread():
@@ -431,6 +443,7 @@ def summarize_dsmi(frame: pd.DataFrame) -> list[tuple[str, ...]]:
         ("DSE(Z), sigma = 10 (bits)", "dse", "3"),
         ("DSMI(Z; Y), median sigma (bits)", "dsmi_median", "3"),
         ("DSE(Z), median sigma (bits)", "dse_median", "3"),
+        ("mean norm of the vectors of Z", "norm", "3"),
     ):
         start = at_epoch(frame, measure, layer, epoch=0)
         end = at_epoch(frame, measure, layer)
