@@ -147,6 +147,25 @@ def at_epoch(
     return rows.pivot_table(index="seed", columns="arm", values="value", sort=False)
 
 
+def paired_by_epoch(
+    frame: pd.DataFrame, measure: str, layer: str, first: str, second: str
+) -> pd.DataFrame:
+    """Per epoch, the paired difference `first` - `second` of two arms: its
+    mean and standard deviation over the seeds, and in how many seeds it is
+    above and below 0."""
+    rows = frame[(frame["measure"] == measure) & (frame["layer"] == layer)]
+    table = rows.pivot_table(index=["epoch", "seed"], columns="arm", values="value")
+    diff = (table[first] - table[second]).unstack("seed")
+    return pd.DataFrame(
+        {
+            "mean": diff.mean(axis=1),
+            "sd": diff.std(axis=1, ddof=1),
+            "seeds above 0": (diff > 0).sum(axis=1),
+            "seeds below 0": (diff < 0).sum(axis=1),
+        }
+    )
+
+
 def mean_sd(values: Iterable[float], digits: int = 3) -> str:
     """``"mean ± sd"`` over the seeds (sd with n - 1; 0 for one seed)."""
     values = np.asarray(list(values), dtype=np.float64)
@@ -207,9 +226,16 @@ def bands(
     arms: Sequence[str] | None = None,
     colors: Sequence[str] | None = None,
     scale: float = 1.0,
+    linestyle: str = "-",
+    suffix: str = "",
+    label: str | None = None,
 ):
     """Mean over the seeds of `measure` against the epoch, one line per arm,
-    with a band of one standard deviation either side."""
+    with a band of one standard deviation either side.
+
+    Each line is labelled with its arm (or `label`), `suffix` and the number
+    of seeds.
+    """
     rows = frame[(frame["measure"] == measure) & (frame["layer"] == layer)]
     arms = list(dict.fromkeys(rows["arm"])) if arms is None else list(arms)
     for i, arm in enumerate(arms):
@@ -219,7 +245,8 @@ def bands(
         mean = table.mean(axis=1) * scale
         sd = table.std(axis=1, ddof=1).fillna(0.0) * scale
         color = colors[i] if colors else f"C{i}"
-        ax.plot(mean.index, mean, color=color, label=f"{arm} (n={table.shape[1]})")
+        name = f"{arm if label is None else label}{suffix} (n={table.shape[1]})"
+        ax.plot(mean.index, mean, color=color, linestyle=linestyle, label=name)
         ax.fill_between(mean.index, mean - sd, mean + sd, color=color, alpha=0.25)
     ax.set_xlabel("epoch")
     return ax
@@ -467,6 +494,45 @@ def summarize_dsmi(frame: pd.DataFrame) -> list[tuple[str, ...]]:
 HSIC_ARMS = {"wide": 32, "bottleneck": 4}
 
 
+class Plane(Measure):
+    """:class:`~infoscope.HSICPlane` of each layer, NaN where it is undefined.
+
+    The median bandwidth of a layer is undefined when the layer's output is
+    the same for at least half of the pairs of probe samples, as happens
+    behind a narrow ReLU layer whose units are off for most inputs (the
+    4-unit bottleneck of one seed at initialisation, and the logits after
+    it). Such a record of the layer is NaN here; in float32 the median
+    computed from the centred activations is then rounding noise (about
+    1e-6) rather than 0, so the test is made on the activations themselves.
+    Each layer has its own bandwidth, so the other layers' coordinates are
+    those of the monitor's own HSICPlane measure.
+    """
+
+    needs = frozenset({"activations", "labels"})
+
+    def __init__(self, normalized: bool = False):
+        self.plane = HSICPlane(normalized=normalized)
+        self._fitted_on = None
+
+    def measure(self, probe):
+        from infoscope.backends import to_numpy
+
+        if self._fitted_on is not probe.X:  # the Grams of X and y, once
+            self.plane.fit(probe.X, probe.y)
+            self._fitted_on = probe.X
+        out = {}
+        for layer, H in probe.activations.items():
+            rows = to_numpy(H).reshape(H.shape[0], -1)
+            _, counts = np.unique(rows, axis=0, return_counts=True)
+            n = rows.shape[0]
+            if (counts * (counts - 1)).sum() >= n * (n - 1) / 2:
+                hx = hy = float("nan")  # at least half of the pairs identical
+            else:
+                ((hx, hy),) = to_numpy(self.plane.transform([H])).tolist()
+            out[layer, "x"], out[layer, "y"] = hx, hy
+        return out
+
+
 def hsic_plane_study(
     seeds: Iterable[int] = range(20),
     *,
@@ -485,7 +551,8 @@ def hsic_plane_study(
     the HSIC-plane example but for longer. Every `every` epochs the monitor
     records :class:`~infoscope.HSICPlane` (``hsic_x``, ``hsic_y``) and its
     normalised form (``cka_x``, ``cka_y``) of the two hidden layers (``"1"``,
-    ``"3"``) and the logits (``"4"``) on the first `n_probe` test digits, and
+    ``"3"``) and the logits (``"4"``) on the first `n_probe` test digits
+    (through :class:`Plane`: NaN where a layer's bandwidth is undefined), and
     the test accuracy.
     """
     import torch
@@ -500,7 +567,7 @@ def hsic_plane_study(
             for arm, width in arms.items():
                 net = mlp((64, 64, width, 10), seed=seed)
                 monitor = Monitor(
-                    {"hsic": HSICPlane(), "cka": HSICPlane(normalized=True)},
+                    {"hsic": Plane(), "cka": Plane(normalized=True)},
                     X_probe,
                     y_probe,
                     layers=["1", "3", "4"],
@@ -534,13 +601,18 @@ def plane_phases(frame: pd.DataFrame, arm: str, layer: str) -> pd.DataFrame:
     largest ``hsic_x``; ``x_fall``, ``hsic_x``'s fall from that peak to the
     last epoch, as a fraction of the peak; ``y_kept``, ``hsic_y`` at the last
     epoch as a fraction of its largest value; ``cka_x_fall``, as ``x_fall``
-    for ``cka_x``.
+    for ``cka_x``. Seeds with a missing (NaN) record of the layer are left
+    out.
     """
     out = {}
     rows = frame[(frame["arm"] == arm) & (frame["layer"] == layer)]
     for seed, group in rows.groupby("seed"):
-        wide = group.pivot_table(index="epoch", columns="measure", values="value")
+        wide = group.pivot_table(
+            index="epoch", columns="measure", values="value", dropna=False
+        )
         hy, hx, cx = wide["hsic_y"], wide["hsic_x"], wide["cka_x"]
+        if wide[["hsic_x", "hsic_y", "cka_x"]].isna().any(axis=None):
+            continue  # a record where the layer's bandwidth was undefined
         rise = hy - hy.iloc[0]
         fit_epoch = rise.index[np.argmax(rise.to_numpy() >= 0.9 * rise.max())]
         out[seed] = {
@@ -555,6 +627,7 @@ def plane_phases(frame: pd.DataFrame, arm: str, layer: str) -> pd.DataFrame:
 
 HSIC_COLUMNS = (
     "arm, layer",
+    "seeds",
     "HSIC(H, Y) x 1000: epoch 0 -> end",
     "90% of the HSIC(H, Y) rise by epoch",
     "HSIC(H, X) peaks at epoch",
@@ -569,13 +642,16 @@ def summarize_hsic(frame: pd.DataFrame) -> list[tuple[str, ...]]:
     rows = []
     for arm in dict.fromkeys(frame["arm"]):
         arm_frame = frame[frame["arm"] == arm]
+        n_seeds = arm_frame["seed"].nunique()
         for layer in ("1", "3", "4"):
             phases = plane_phases(arm_frame, arm, layer)
-            start = at_epoch(arm_frame, "hsic_y", layer, epoch=0)[arm] * 1000
-            end = at_epoch(arm_frame, "hsic_y", layer)[arm] * 1000
+            kept = arm_frame["seed"].isin(phases.index)
+            start = at_epoch(arm_frame[kept], "hsic_y", layer, epoch=0)[arm] * 1000
+            end = at_epoch(arm_frame[kept], "hsic_y", layer)[arm] * 1000
             rows.append(
                 (
                     f"{arm}, {layer}",
+                    f"{len(phases)} of {n_seeds}",
                     f"{mean_sd(start, 1)} -> {mean_sd(end, 1)}",
                     mean_sd(phases["fit_epoch"], 0),
                     mean_sd(phases["peak_epoch"], 0),
@@ -585,7 +661,9 @@ def summarize_hsic(frame: pd.DataFrame) -> list[tuple[str, ...]]:
                 )
             )
         accuracy = at_epoch(arm_frame, "test_accuracy")[arm]
-        rows.append((f"{arm}: test accuracy", mean_sd(accuracy), "", "", "", "", ""))
+        rows.append(
+            (f"{arm}: test accuracy", f"{n_seeds}", mean_sd(accuracy), *[""] * 5)
+        )
     return rows
 
 

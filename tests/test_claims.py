@@ -1,0 +1,113 @@
+"""Reduced runs of the claims gallery's studies (``examples/claims.py``).
+
+Each test runs one study with two seeds and fewer epochs (or smaller
+networks) than the gallery, and asserts the direction of the effects that
+the full runs (20 seeds, their tables in the ``plot_claim_*`` examples) show
+clearly, in every seed of the reduced run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("pandas")
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SEEDS = range(2)
+
+
+@pytest.fixture(scope="module")
+def claims():
+    spec = importlib.util.spec_from_file_location("claims", EXAMPLES / "claims.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_one_thread_is_undone(claims):
+    import torch
+
+    threads = torch.get_num_threads()
+    with claims.one_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == threads
+
+
+def test_summary_statistics(claims):
+    assert claims.mean_sd([1.0, 2.0, 3.0], 2) == "2.00 ± 1.00"
+    low, high = claims.interval([1.0, 2.0, 3.0])
+    # mean 2, standard error 1/sqrt(3), t(0.975, 2) = 4.303
+    assert low == pytest.approx(2 - 4.302653 / 3**0.5, abs=1e-5)
+    assert high == pytest.approx(2 + 4.302653 / 3**0.5, abs=1e-5)
+    assert claims.difference([0.5, 0.5]) == "+0.500 [+0.500, +0.500]"
+    markdown = claims.format_table(("a", "bb"), [("1", "2"), ("333", "4")])
+    assert markdown.splitlines() == [
+        "| a   | bb |",
+        "|-----|----|",
+        "| 1   | 2  |",
+        "| 333 | 4  |",
+    ]
+    rst = claims.format_table(("a", "bb"), [("1", "2")], "rst").splitlines()
+    assert rst[0] == "+---+----+" and rst[2] == "+===+====+"
+    assert len({len(line) for line in rst}) == 1
+    with pytest.raises(ValueError, match="fmt must be"):
+        claims.format_table(("a",), [("1",)], "html")
+
+
+def test_snr_dropout_raises_snr_of_the_upper_layers(claims):
+    frame = claims.snr_dropout_study(seeds=SEEDS, epochs=20, width=128, every=10)
+    assert set(frame["arm"]) == set(claims.SNR_ARMS)
+    assert sorted(frame["epoch"].unique()) == [0, 10, 20]
+    # Same initial weights in both arms: the same figures at epoch 0.
+    start = claims.at_epoch(frame, "snr_optimality", "2", epoch=0)
+    np.testing.assert_allclose(start["dropout"], start["no dropout"], rtol=1e-6)
+    for measure in ("snr_optimality", "snr_signal_factor"):
+        for layer in ("2", "3"):
+            end = claims.at_epoch(frame, measure, layer)
+            assert (end["dropout"] > end["no dropout"]).all(), (measure, layer)
+    rows = {row[0]: row for row in claims.summarize_snr(frame)}
+    assert rows["S, layer 3"][4] == "2 of 2"
+
+
+def test_dsmi_rises_with_true_labels_more_than_with_permuted(claims):
+    frame = claims.dsmi_labels_study(
+        seeds=SEEDS, epochs=30, record_at=(0, 30), width=128, n_probe=200
+    )
+    true, permuted = claims.DSMI_ARMS
+    start = claims.at_epoch(frame, "train_accuracy", epoch=0)
+    end = claims.at_epoch(frame, "train_accuracy")
+    assert (end[permuted] > start[permuted] + 0.1).all()  # memorising has begun
+    for measure in ("dsmi", "dsmi_median"):
+        start = claims.at_epoch(frame, measure, "3", epoch=0)
+        end = claims.at_epoch(frame, measure, "3")
+        np.testing.assert_allclose(start[true], start[permuted])  # same network
+        assert (end[true] > start[true]).all(), measure
+        assert (end[true] > end[permuted]).all(), measure
+
+
+def test_hsic_plane_fits_then_hsic_x_falls(claims):
+    frame = claims.hsic_plane_study(seeds=SEEDS, epochs=60, arms={"wide": 32})
+    for layer in ("3", "4"):
+        phases = claims.plane_phases(frame, "wide", layer)
+        start = claims.at_epoch(frame, "hsic_y", layer, epoch=0)["wide"]
+        end = claims.at_epoch(frame, "hsic_y", layer)["wide"]
+        assert (end > 1.5 * start).all()  # fitting
+        assert (phases["peak_epoch"] < 60).all()
+        assert (phases["x_fall"] > 0.02).all()  # HSIC(H, X) turns down
+
+
+def test_ntk_class_mi_of_different_digits_falls(claims):
+    frame = claims.ntk_class_mi_study(seeds=SEEDS, epochs=20, every=10)
+    start = claims.at_epoch(frame, "split_other", epoch=0)["training"]
+    end = claims.at_epoch(frame, "split_other")["training"]
+    assert (end < start).all()
+    same = claims.at_epoch(frame, "split_same")["training"]
+    assert (same - end > 0.2).all()  # halves of one digit stay alike
+    start = claims.at_epoch(frame, "ntk_mi_normalized", epoch=0)["training"]
+    end = claims.at_epoch(frame, "ntk_mi_normalized")["training"]
+    assert (end < start).all()
