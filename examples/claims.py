@@ -196,7 +196,9 @@ def difference(values: Iterable[float], digits: int = 3) -> str:
 def format_table(
     header: Sequence[str], rows: Sequence[Sequence[str]], fmt: str = "markdown"
 ) -> str:
-    """A table as Markdown or as a reStructuredText grid table."""
+    """A table as Markdown, a reStructuredText grid table (``"rst"``) or a
+    reStructuredText ``list-table`` directive (``"list-table"``: short lines,
+    for the examples' pages)."""
     lines = [tuple(header), *(tuple(row) for row in rows)]
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
 
@@ -214,7 +216,14 @@ def format_table(
         for line in lines[1:]:
             out += ["| " + cells(line) + " |", rule]
         return "\n".join(out)
-    raise ValueError(f"format_table: fmt must be 'markdown' or 'rst', got {fmt!r}")
+    if fmt == "list-table":
+        out = [".. list-table::", "   :header-rows: 1", ""]
+        for line in lines:
+            out += [f"   {'*' if i == 0 else ' '} - {c}" for i, c in enumerate(line)]
+        return "\n".join(out)
+    raise ValueError(
+        f"format_table: fmt must be 'markdown', 'rst' or 'list-table', got {fmt!r}"
+    )
 
 
 def bands(
@@ -822,7 +831,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", choices=sorted(STUDIES))
     parser.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1")
-    parser.add_argument("--format", choices=("markdown", "rst"), default="markdown")
+    parser.add_argument(
+        "--format", choices=("markdown", "rst", "list-table"), default="markdown"
+    )
     parser.add_argument("--save", help="write the tidy table of the run to this CSV")
     args = parser.parse_args(argv)
     study, summarize, columns = STUDIES[args.study]

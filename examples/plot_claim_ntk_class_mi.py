@@ -100,11 +100,85 @@ right.set_title("test accuracy", fontsize="medium")
 # %%
 # The full run
 # ------------
-# ``python examples/claims.py ntk`` runs seeds 0 to 19 (about N minutes on
-# two busy CPU cores) and prints:
+# ``python examples/claims.py ntk --format list-table`` runs seeds 0 to 19
+# (2 minutes on two CPU cores shared with other jobs) and prints this table
+# (Markdown without ``--format``):
 #
-# FULL-RUN-TABLE
+# .. list-table::
+#    :header-rows: 1
+#
+#    * - quantity
+#      - epoch 0
+#      - end
+#      - end - epoch 0 [95% CI]
+#      - seeds where it fell
+#    * - NTK entropy (bits)
+#      - 1.549 ± 0.135
+#      - 2.185 ± 0.062
+#      - +0.636 [+0.579, +0.692]
+#      - 0 of 20
+#    * - NTK entropy, cosine-normalised (bits)
+#      - 1.548 ± 0.135
+#      - 2.237 ± 0.060
+#      - +0.689 [+0.632, +0.746]
+#      - 0 of 20
+#    * - class MI, mean over digit pairs (bits)
+#      - 0.505 ± 0.049
+#      - 0.351 ± 0.018
+#      - -0.155 [-0.174, -0.135]
+#      - 20 of 20
+#    * - normalised class MI, digit pairs
+#      - 0.622 ± 0.018
+#      - 0.390 ± 0.011
+#      - -0.233 [-0.241, -0.224]
+#      - 20 of 20
+#    * - normalised MI, halves of one digit
+#      - 0.736 ± 0.010
+#      - 0.741 ± 0.008
+#      - +0.005 [+0.000, +0.009]
+#      - 5 of 20
+#    * - normalised MI, halves of two digits
+#      - 0.482 ± 0.023
+#      - 0.188 ± 0.015
+#      - -0.294 [-0.306, -0.282]
+#      - 20 of 20
+#    * - test accuracy
+#      - 0.099 ± 0.018
+#      - 0.935 ± 0.005
+#      - +0.835 [+0.827, +0.843]
+#      - 0 of 20
 #
 # What the numbers say
 # --------------------
-# VERDICT
+# In the full run (20 seeds):
+#
+# - **The class MI falls as the network learns.** The normalised MI between
+#   pairs of digits, ZnNL's quantity, goes from 0.622 to 0.390 (paired
+#   change -0.233, interval -0.241 to -0.224, lower in all 20 seeds); the
+#   raw MI from 0.505 to 0.351 bits. The fall happens while the accuracy
+#   climbs: the normalised MI is at 0.37 by epoch 15 to 20, where the test
+#   accuracy reaches 0.82 to 0.87, and creeps back to 0.39 over the
+#   remaining 80 epochs.
+# - **The control says what the fall means: the NTK aligns with the
+#   labels (reproduced).** Two halves of one digit keep their MI (0.736 to
+#   0.741; the change, +0.005, is within rounding of the seeds' spread),
+#   while halves of two different digits fall from 0.482 to 0.188, in every
+#   seed. Before training the measure already ranks same-digit pairs above
+#   different-digit pairs (0.74 against 0.48: the gradients of a random
+#   network reflect the pixels' similarity); training widens the gap from
+#   0.25 to 0.55. Compare values at equal class sizes: 5 + 5 points give
+#   other numbers than 10 + 10.
+# - **The NTK's entropy rises: Tovey et al.'s "information compression"
+#   (a falling entropy, which they find mostly in small networks) does not
+#   show here.** The entropy of the probe set's NTK goes from 1.55 to 2.19
+#   bits, in every seed (cosine-normalised: 1.55 to 2.24), most of it in
+#   the first 40 epochs: the pattern they call structure formation, in a
+#   network of two 32-unit layers. Their experiments differ (data, sizes,
+#   optimiser), so this is a non-reproduction in this set-up, not a
+#   refutation.
+#
+# Differences from the notebook: digits (8 x 8 pixels) instead of MNIST,
+# 300 training points instead of 100, 10 probe points per class (the
+# notebook takes 2) and all ten classes (the notebook compares 0, 1 and 8);
+# entropies in bits (ZnNL: nats), which rescales the raw MI but not its
+# normalised form.

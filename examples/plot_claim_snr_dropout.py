@@ -125,11 +125,80 @@ print(f"correlation of the gains in S (output layer) and test accuracy: {r:.2f}"
 # %%
 # The full run
 # ------------
-# ``python examples/claims.py snr`` runs seeds 0 to 19 (about N minutes on
-# two busy CPU cores) and prints:
+# ``python examples/claims.py snr --format list-table`` runs seeds 0 to 19
+# (6 minutes on two CPU cores shared with other jobs) and prints this table
+# (Markdown without ``--format``):
 #
-# FULL-RUN-TABLE
+# .. list-table::
+#    :header-rows: 1
+#
+#    * - quantity
+#      - no dropout
+#      - dropout
+#      - dropout - none [95% CI]
+#      - seeds higher with dropout
+#    * - S, layer 1
+#      - 0.248 ± 0.007
+#      - 0.262 ± 0.007
+#      - +0.014 [+0.013, +0.016]
+#      - 20 of 20
+#    * - S, layer 2
+#      - 0.197 ± 0.019
+#      - 0.363 ± 0.024
+#      - +0.167 [+0.160, +0.174]
+#      - 20 of 20
+#    * - S, layer 3
+#      - 0.401 ± 0.039
+#      - 0.732 ± 0.031
+#      - +0.331 [+0.314, +0.349]
+#      - 20 of 20
+#    * - F, layer 1
+#      - 0.501 ± 0.015
+#      - 0.532 ± 0.019
+#      - +0.031 [+0.026, +0.036]
+#      - 20 of 20
+#    * - F, layer 2
+#      - 0.467 ± 0.066
+#      - 1.050 ± 0.155
+#      - +0.584 [+0.528, +0.640]
+#      - 20 of 20
+#    * - F, layer 3
+#      - 1.008 ± 0.146
+#      - 3.140 ± 0.553
+#      - +2.132 [+1.874, +2.390]
+#      - 20 of 20
+#    * - test accuracy
+#      - 0.9765 ± 0.0022
+#      - 0.9792 ± 0.0021
+#      - +0.0027 [+0.0012, +0.0042]
+#      - 14 of 20
 #
 # What the numbers say
 # --------------------
-# VERDICT
+# In the full run (20 seeds):
+#
+# - **Dropout raises S and F: reproduced, strongly.** At epoch 100 the mean
+#   S of every dense layer is higher with dropout in all 20 seeds, and the
+#   95% intervals of the paired differences are far from 0. The gain grows
+#   from the input to the output: +0.014 in the first layer, whose inputs
+#   are the pixels, which dropout does not touch (0.248 to 0.262); +0.167
+#   in the second (0.197 to 0.363); +0.331 in the output layer (0.401 to
+#   0.732). F follows, the output layer's from 1.01 to 3.14.
+# - **S moves ahead of the accuracy: reproduced.** The gap in the output
+#   layer's S is there at the first record, epoch 10 (+0.22, all 20 seeds),
+#   while dropout's test accuracy is then *behind* (-0.017, all 20 seeds)
+#   and stays behind on average up to epoch 70; it is ahead from epoch 80.
+# - **Better test accuracy: reproduced, weakly.** +0.0027 at epoch 100
+#   (interval +0.0012 to +0.0042; 0.9765 to 0.9792, about 1.5 of the 540
+#   test digits), higher in 14 seeds, lower in 3, tied in 3.
+# - **S is no per-network predictor here.** Over the 20 seeds, the gain in
+#   the output layer's S does not track the gain in accuracy (Pearson's r =
+#   0.07), and within each arm the seeds with the higher S do not have the
+#   higher accuracy (r = -0.18 with dropout, -0.24 without). S separates the
+#   two training recipes cleanly, far more cleanly than the accuracy does,
+#   but it does not rank the networks trained with one recipe.
+#
+# Differences from the notebook: digits instead of MNIST, a smaller network
+# (256-wide hidden layers instead of 1,024 and 1,000), PyTorch's default
+# initialisation instead of a truncated normal of standard deviation 0.1
+# with biases 0.1, and 100 epochs (2,100 steps) instead of 100,000 steps.

@@ -55,6 +55,16 @@ def test_summary_statistics(claims):
     rst = claims.format_table(("a", "bb"), [("1", "2")], "rst").splitlines()
     assert rst[0] == "+---+----+" and rst[2] == "+===+====+"
     assert len({len(line) for line in rst}) == 1
+    listed = claims.format_table(("a", "bb"), [("1", "2")], "list-table")
+    assert listed.splitlines() == [
+        ".. list-table::",
+        "   :header-rows: 1",
+        "",
+        "   * - a",
+        "     - bb",
+        "   * - 1",
+        "     - 2",
+    ]
     with pytest.raises(ValueError, match="fmt must be"):
         claims.format_table(("a",), [("1",)], "html")
 
@@ -79,15 +89,28 @@ def test_dsmi_rises_with_true_labels_more_than_with_permuted(claims):
         seeds=SEEDS, epochs=30, record_at=(0, 30), width=128, n_probe=200
     )
     true, permuted = claims.DSMI_ARMS
-    start = claims.at_epoch(frame, "train_accuracy", epoch=0)
-    end = claims.at_epoch(frame, "train_accuracy")
+
+    def start_end(measure, layer="3"):
+        return (
+            claims.at_epoch(frame, measure, layer, epoch=0),
+            claims.at_epoch(frame, measure, layer),
+        )
+
+    start, end = start_end("train_accuracy", "model")
     assert (end[permuted] > start[permuted] + 0.1).all()  # memorising has begun
     for measure in ("dsmi", "dsmi_median"):
-        start = claims.at_epoch(frame, measure, "3", epoch=0)
-        end = claims.at_epoch(frame, measure, "3")
+        start, end = start_end(measure)
         np.testing.assert_allclose(start[true], start[permuted])  # same network
         assert (end[true] > start[true]).all(), measure
         assert (end[true] > end[permuted]).all(), measure
+    # At the fixed sigma = 10, DSMI and DSE rise with the representation's
+    # scale even while the network memorises permuted labels.
+    for measure in ("dsmi", "dse", "norm"):
+        start, end = start_end(measure)
+        assert (end[permuted] > start[permuted]).all(), measure
+    # At the median bandwidth, learning the true labels lowers DSE.
+    start, end = start_end("dse_median")
+    assert (end[true] < start[true]).all()
 
 
 def test_hsic_plane_fits_then_hsic_x_falls(claims):
