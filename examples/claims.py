@@ -643,17 +643,27 @@ HSIC_COLUMNS = (
     "HSIC(H, X) fall after its peak (%)",
     "HSIC(H, Y) kept at the end (%)",
     "CKA(H, X) fall after its peak (%)",
+    "seeds fitting first",
+    "seeds compressing",
 )
 
 
 def summarize_hsic(frame: pd.DataFrame) -> list[tuple[str, ...]]:
-    """Per arm and layer, the fitting and the compression phase, mean ± sd."""
+    """Per arm and layer, the fitting and the compression phase, mean ± sd.
+
+    The last two columns count seeds: "fitting first" where HSIC(H, Y) has
+    made 90% of its rise no later than HSIC(H, X) peaks; "compressing" where
+    HSIC(H, X) falls by more than 5% after its peak while HSIC(H, Y) ends
+    within 5% of its highest value.
+    """
     rows = []
     for arm in dict.fromkeys(frame["arm"]):
         arm_frame = frame[frame["arm"] == arm]
         n_seeds = arm_frame["seed"].nunique()
         for layer in ("1", "3", "4"):
             phases = plane_phases(arm_frame, arm, layer)
+            fitting_first = phases["fit_epoch"] <= phases["peak_epoch"]
+            compressing = (phases["x_fall"] > 0.05) & (phases["y_kept"] > 0.95)
             kept = arm_frame["seed"].isin(phases.index)
             start = at_epoch(arm_frame[kept], "hsic_y", layer, epoch=0)[arm] * 1000
             end = at_epoch(arm_frame[kept], "hsic_y", layer)[arm] * 1000
@@ -667,11 +677,13 @@ def summarize_hsic(frame: pd.DataFrame) -> list[tuple[str, ...]]:
                     mean_sd(100 * phases["x_fall"], 1),
                     mean_sd(100 * phases["y_kept"], 1),
                     mean_sd(100 * phases["cka_x_fall"], 1),
+                    f"{int(fitting_first.sum())} of {len(phases)}",
+                    f"{int(compressing.sum())} of {len(phases)}",
                 )
             )
         accuracy = at_epoch(arm_frame, "test_accuracy")[arm]
         rows.append(
-            (f"{arm}: test accuracy", f"{n_seeds}", mean_sd(accuracy), *[""] * 5)
+            (f"{arm}: test accuracy", f"{n_seeds}", mean_sd(accuracy), *[""] * 7)
         )
     return rows
 
