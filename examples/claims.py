@@ -1,25 +1,30 @@
-"""The studies behind the claims gallery: four papers' claims, rerun on digits.
+"""
+The studies behind the claims gallery
+=====================================
 
-Each ``plot_claim_*.py`` example runs one study of this module over a few
-seeds and draws it; the full runs are this module's command line (20 seeds
-each, the tables the examples quote)::
+Four papers' claims, rerun on scikit-learn's digits. Each
+``plot_claim_*.py`` example runs one study of this module over a few seeds
+and draws it; the full runs are this module's command line (20 seeds each,
+the tables the examples quote)::
 
     python examples/claims.py snr    # Node SNR with and without dropout
     python examples/claims.py dsmi   # DSMI with true and permuted labels, DSE
     python examples/claims.py hsic   # the HSIC plane: fitting, then compression?
     python examples/claims.py ntk    # the NTK's class mutual information
 
-``--seeds N`` runs seeds 0..N-1, ``--format rst`` prints a reStructuredText
-table. Every study trains small PyTorch networks on scikit-learn's digits
-(pixels scaled to [0, 1]; the same stratified split into 1,257 training and
-540 test images as the other examples), records its measures with
-:class:`infoscope.Monitor` and returns them as one tidy table (columns
-``seed``, ``arm``, ``epoch``, ``layer``, ``measure``, ``value``); a
-``summarize_*`` function turns that into the table of the claim, and
-:func:`bands` draws a measure's mean over the seeds with a band of one
-standard deviation. The studies run PyTorch and BLAS on one thread (restored
-afterwards): the matrices are small, and on a busy machine several threads
-that wait for each other are slower than one.
+``--seeds N`` runs seeds 0..N-1; ``--format rst`` prints the table as a
+reStructuredText grid, ``--format list-table`` as the directive the
+examples' pages show; ``--save run.csv`` keeps the tidy table of the run.
+
+Every study trains small PyTorch networks on the digits (pixels scaled to
+[0, 1]; the same stratified split into 1,257 training and 540 test images as
+the other examples), records its measures with :class:`infoscope.Monitor`
+and returns them as one tidy table (columns ``seed``, ``arm``, ``epoch``,
+``layer``, ``measure``, ``value``); a ``summarize_*`` function turns that
+into the table of the claim, and ``bands`` draws a measure's mean over
+the seeds with a band of one standard deviation. The studies run PyTorch and
+BLAS on one thread (restored afterwards): the matrices are small, and on a
+busy machine several threads that wait for each other are slower than one.
 """
 
 from __future__ import annotations
@@ -840,7 +845,9 @@ STUDIES = {
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description="Run one of the claims gallery's studies and print its table."
+    )
     parser.add_argument("study", choices=sorted(STUDIES))
     parser.add_argument("--seeds", type=int, default=20, help="seeds 0..N-1")
     parser.add_argument(
