@@ -77,8 +77,9 @@ for measure, layer, digits in (
 # %%
 # The figure
 # ----------
-# Top: S of each dense layer and the test accuracy against the epoch; bottom:
-# F of each layer. Lines are means over the seeds, bands one standard
+# Top: S of each dense layer and the test accuracy (its axis starts at 0.9;
+# at epoch 0 the accuracy is at chance) against the epoch; bottom: F of each
+# layer. Lines are means over the seeds, bands one standard
 # deviation either side. The last panel puts, for each seed, the dropout arm's
 # gain in S of the output layer against its gain in test accuracy at epoch
 # 100: if a higher S went with better generalisation across seeds, the
