@@ -161,7 +161,7 @@ right.set_title("test accuracy", fontsize="medium")
 #   remaining 80 epochs.
 # - **The control says what the fall means: the NTK aligns with the
 #   labels (reproduced).** Two halves of one digit keep their MI (0.736 to
-#   0.741; the change, +0.005, is within rounding of the seeds' spread),
+#   0.741: a change of +0.005, interval 0.000 to +0.009, next to nothing),
 #   while halves of two different digits fall from 0.482 to 0.188, in every
 #   seed. Before training the measure already ranks same-digit pairs above
 #   different-digit pairs (0.74 against 0.48: the gradients of a random
