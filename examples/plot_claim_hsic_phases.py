@@ -5,10 +5,12 @@ Claim: in the HSIC plane, layers fit first and compress later (PyGlow)
 The information bottleneck reading of training (Shwartz-Ziv and Tishby,
 2017) says that a layer H first *fits*, gaining information about the labels
 Y (and about the input X), and then *compresses*, shedding information
-about X while keeping what it knows about Y. PyGlow draws this in the HSIC
-plane, ``(HSIC(H, X), HSIC(H, Y))`` in place of mutual information: the
-later layers first move up, then left, the turn being expected with longer
-training or a narrow layer (a bottleneck). The gallery's
+about X while keeping what it knows about Y. PyGlow's examples draw
+training trajectories in the HSIC plane, ``(HSIC(H, X), HSIC(H, Y))`` in
+place of mutual information, without stating a result; read with the
+bottleneck theory, the later layers should first move up, then left, the
+turn expected in longer training or behind a narrow layer (a bottleneck).
+The gallery's
 :ref:`sphx_glr_auto_examples_plot_information_plane_training.py` shows the
 first phase and a small turn on one seed in 40 epochs; this example asks
 whether the turn holds over seeds, in longer training, with and without a
