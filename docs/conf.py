@@ -74,9 +74,10 @@ sphinx_gallery_conf = {
     "examples_dirs": ["../examples"],
     "gallery_dirs": ["auto_examples"],
     "filename_pattern": r"/plot_",
-    # ntk_data_selection.py is the full study's module; plot_ntk_selection.py
-    # imports and runs it at gallery size.
-    "ignore_pattern": r"__init__\.py|ntk_data_selection\.py",
+    # ntk_data_selection.py and claims.py are the full studies' modules; the
+    # plot_ntk_selection.py and plot_claim_*.py examples run them at gallery
+    # size.
+    "ignore_pattern": r"__init__\.py|ntk_data_selection\.py|claims\.py",
     "image_scrapers": ("_scraper.figure_scraper", "matplotlib"),
     "within_subsection_order": "FileNameSortKey",
     "download_all_examples": False,
