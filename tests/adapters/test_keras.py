@@ -210,9 +210,9 @@ def test_the_ntk_is_computed_once_by_the_jax_adapter(monkeypatch):
     calls = []
     original = ja.empirical_ntk
 
-    def spy(apply_fn, params, *args):
+    def spy(apply_fn, params, *args, **kwargs):
         calls.append(sorted(params))
-        return original(apply_fn, params, *args)
+        return original(apply_fn, params, *args, **kwargs)
 
     monkeypatch.setattr(ja, "empirical_ntk", spy)
     ka.empirical_ntk(mlp(), X_())
@@ -350,17 +350,23 @@ def test_bad_arguments_name_the_argument_and_the_fix():
         ka.dense_layers(keras.Sequential([keras.Input((5,)), layers.ReLU()]), X)
 
 
-def test_a_model_with_two_outputs_is_refused_for_the_ntk():
+def test_a_model_with_two_outputs_needs_output_to_select_one():
     inputs = keras.Input((5,))
     h = layers.Dense(3)(inputs)
     model = keras.Model(inputs, [h, layers.Dense(2)(h)])
     with pytest.raises(
         ValueError,
-        match=r"the model returns a list of 2; the NTK needs a model with one output",
+        match=r"the model returns a list of 2; the NTK needs one array of outputs.*"
+        r"`output=` an index",
     ):
         ka.empirical_ntk(model, X_())
     acts = ka.activations(model, X_())  # layer outputs are fine
     assert [tuple(a.shape) for a in acts.values()] == [(6, 3), (6, 2)]
+    # output=1: the NTK of the second output, over every weight it depends on.
+    second = keras.Model(inputs, model.outputs[1])
+    assert_close(
+        ka.empirical_ntk(model, X_(), output=1), ka.empirical_ntk(second, X_())
+    )
 
 
 def test_import_does_not_import_keras():
