@@ -355,3 +355,207 @@ def torch_vmap_jacrev_ntk(model: Any, X: Any, n: int, output: Any = None) -> Any
     flat = [j.flatten(2) for j in jac.values()]
     total = sum(torch.einsum("iaf,jaf->ij", j, j) for j in flat)
     return total / flat[0].shape[1]
+
+
+# --------------------------------------------------------------------------- #
+# JAX: Flax linen and NNX
+# --------------------------------------------------------------------------- #
+
+
+def _draw(rng: np.random.Generator, names: list[str], shape: tuple) -> np.ndarray:
+    """A value for a Flax variable by its name: weights, biases, BatchNorm state.
+
+    Drawn with NumPy (Flax's initialisers would compile a random program per
+    shape, seconds each); the batch statistics and scales are set away from
+    their initial values so that holding them fixed matters.
+    """
+    last, owner = names[-1], "/".join(names[:-1]).lower()
+    if last == "var":
+        return rng.uniform(0.5, 2.0, shape)
+    if last == "mean":
+        return rng.normal(0.0, 0.5, shape)
+    if last == "scale":
+        return rng.uniform(0.5, 1.5, shape)
+    if last == "bias":
+        return rng.normal(
+            0.0, 0.3 if "batchnorm" in owner or "bn" in owner else 0.1, shape
+        )
+    fan_in = int(np.prod(shape[:-1])) if len(shape) > 1 else 1
+    return rng.normal(0.0, 1.0 / np.sqrt(fan_in), shape)
+
+
+def flax_linen_cnn(dtype: Any) -> tuple:
+    """A linen CNN with BatchNorm: ``(apply_fn, variables, make_inputs)``.
+
+    The batch statistics are set away from their initial values; the
+    adapters must hold them fixed and differentiate ``params`` only.
+    """
+    import jax
+    import jax.numpy as jnp
+    from flax import linen as nn
+
+    class CNN(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            x = nn.Conv(4, (3, 3), param_dtype=dtype, dtype=dtype)(x)
+            x = nn.relu(nn.BatchNorm(True, param_dtype=dtype, dtype=dtype)(x))
+            x = nn.Conv(
+                6, (3, 3), strides=2, padding="VALID", param_dtype=dtype, dtype=dtype
+            )(x)
+            x = nn.relu(nn.BatchNorm(True, param_dtype=dtype, dtype=dtype)(x))
+            return nn.Dense(3, param_dtype=dtype, dtype=dtype)(x.mean(axis=(1, 2)))
+
+    model = CNN()
+    shapes = jax.eval_shape(
+        model.init, jax.random.PRNGKey(0), jnp.ones((1, 8, 8, 2), dtype)
+    )
+    rng = np.random.default_rng(7)
+    variables = jax.tree_util.tree_map_with_path(
+        lambda path, leaf: jnp.asarray(
+            _draw(rng, [str(getattr(k, "key", k)) for k in path], leaf.shape), dtype
+        ),
+        shapes,
+    )
+
+    def inputs(rng, n):
+        return np.asarray(rng.standard_normal((n, 8, 8, 2)), dtype)
+
+    return model.apply, variables, inputs
+
+
+def flax_nnx_net(dtype: Any, seed: int = 0) -> tuple:
+    """An NNX model with BatchNorm and Dropout, in training mode as built.
+
+    Returns ``(model, make_inputs)``; the adapters run it in evaluation mode
+    without changing it. Two calls with the same seed give the same weights.
+    """
+    import jax
+    import jax.numpy as jnp
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.conv = nnx.Conv(
+                2, 4, (3, 3), rngs=rngs, param_dtype=dtype, dtype=dtype
+            )
+            self.bn = nnx.BatchNorm(4, rngs=rngs, param_dtype=dtype, dtype=dtype)
+            self.drop = nnx.Dropout(0.3, rngs=rngs)
+            self.hidden = nnx.Linear(4, 8, rngs=rngs, param_dtype=dtype, dtype=dtype)
+            self.head = nnx.Linear(8, 3, rngs=rngs, param_dtype=dtype, dtype=dtype)
+
+        def __call__(self, x):
+            h = nnx.relu(self.bn(self.conv(x))).mean(axis=(1, 2))
+            return self.head(self.drop(nnx.tanh(self.hidden(h))))
+
+    abstract = nnx.eval_shape(lambda: Net(nnx.Rngs(seed)))
+    graphdef, state = nnx.split(abstract)
+    rng = np.random.default_rng(8 + seed)
+    key = jax.random.key(seed)
+
+    def fill(path, leaf):
+        names = [str(getattr(k, "key", getattr(k, "name", k))) for k in path]
+        names = [n for n in names if n != "value"]
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            return key
+        if not jnp.issubdtype(leaf.dtype, jnp.floating):
+            return jnp.zeros(leaf.shape, leaf.dtype)
+        return jnp.asarray(_draw(rng, names, leaf.shape), dtype)
+
+    model = nnx.merge(graphdef, jax.tree_util.tree_map_with_path(fill, state))
+
+    def inputs(rng, n):
+        return np.asarray(rng.standard_normal((n, 6, 6, 2)), dtype)
+
+    return model, inputs
+
+
+def jax_brute_force_ntk(f: Callable, params: Any, X: np.ndarray) -> np.ndarray:
+    """The "mean" NTK by definition: ``jax.jacrev`` of `f` on each sample alone.
+
+    ``f(params, x)`` maps one batch to outputs; no ``vmap``: a compiled
+    Jacobian per sample, contracted in NumPy.
+    """
+    import jax
+
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+
+    def one(leaves, x):
+        p = jax.tree_util.tree_unflatten(treedef, leaves)
+        return f(p, x[None]).reshape(-1)
+
+    jac = jax.jit(jax.jacrev(one))
+    rows = []
+    for x in X:
+        J = jac(leaves, x)
+        rows.append(
+            np.concatenate([np.asarray(j).reshape(j.shape[0], -1) for j in J], 1)
+        )
+    J = np.stack(rows)
+    return np.einsum("iap,jap->ij", J, J) / J.shape[1]
+
+
+def jax_vmap_jacrev_ntk(f: Callable, params: Any) -> Callable:
+    """A compiled ``X -> NTK`` ("mean") as ``vmap(jacrev)`` and ``einsum``.
+
+    neural-tangents' ``JACOBIAN_CONTRACTION`` with ``vmap_axes=0``, over the
+    leaves of `params`.
+    """
+    import jax
+
+    def single(p, x):
+        return f(p, x[None]).reshape(-1)
+
+    def ntk(p, X):
+        jac = jax.vmap(jax.jacrev(single), (None, 0))(p, X)
+        leaves = [j.reshape(j.shape[0], j.shape[1], -1) for j in jax.tree.leaves(jac)]
+        total = sum(jax.numpy.einsum("iap,jap->ij", j, j) for j in leaves)
+        return total / leaves[0].shape[1]
+
+    compiled = jax.jit(ntk)
+    return lambda X: compiled(params, X)
+
+
+# --------------------------------------------------------------------------- #
+# Keras 3
+# --------------------------------------------------------------------------- #
+
+
+def keras_cnn(dtype: str = "float32") -> tuple:
+    """A Keras CNN with two Conv2D layers: ``(model, make_inputs)``.
+
+    Built on whichever backend Keras runs, its layers in `dtype`; the
+    weights are drawn with NumPy (Keras' random initialisers would compile a
+    program per shape on JAX).
+    """
+    import keras
+
+    zeros = {
+        "kernel_initializer": "zeros",
+        "bias_initializer": "zeros",
+        "dtype": dtype,
+    }
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 2), dtype=dtype),
+            keras.layers.Conv2D(4, 3, activation="relu", name="conv1", **zeros),
+            keras.layers.Conv2D(
+                4, 3, strides=2, activation="tanh", name="conv2", **zeros
+            ),
+            keras.layers.Flatten(dtype=dtype),
+            keras.layers.Dense(3, name="head", **zeros),
+        ]
+    )
+    rng = np.random.default_rng(9)
+    model.set_weights(
+        [
+            rng.normal(0.0, 1.0 / np.sqrt(np.prod(w.shape[:-1])), w.shape)
+            if len(w.shape) > 1
+            else rng.normal(0.0, 0.1, w.shape)
+            for w in model.get_weights()
+        ]
+    )
+
+    def inputs(rng, n):
+        return rng.standard_normal((n, 8, 8, 2)).astype(dtype)
+
+    return model, inputs

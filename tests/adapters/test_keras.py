@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -398,6 +399,8 @@ def run_child(code, backend):
 
 
 TORCH_CHILD = """
+import sys
+
 import numpy as np
 import torch
 
@@ -487,13 +490,24 @@ assert all(v.value.requires_grad for v in model.trainable_variables)
 for a, v in zip(before, model.variables):
     assert torch.equal(a, v.value.detach()), f"{v.path} changed"
 assert all(p.grad is None for p in model.parameters()), "gradients left behind"
+
+# The zoo's CNN with two Conv2D layers (channels-last kernels that torch.func
+# cannot vmap): the NTK through the sample loop, against autograd.
+sys.path.insert(0, "@BENCH@")
+sys.path.insert(0, "@TESTS@")
+from test_zoo import KERAS_CHECK, N, RTOL
+
+exec(KERAS_CHECK.format(n=N, rtol=RTOL), {})
 print("ok")
 """
 
 
 def test_torch_backend_agrees_with_the_definitions():
     pytest.importorskip("torch")
-    assert run_child(TORCH_CHILD, "torch").strip().endswith("ok")
+    here = Path(__file__).resolve().parent
+    code = TORCH_CHILD.replace("@BENCH@", str(here.parents[1] / "asv_bench"))
+    code = code.replace("@TESTS@", str(here))
+    assert run_child(code, "torch").strip().endswith("ok")
 
 
 UNSUPPORTED_CHILD = """

@@ -827,6 +827,11 @@ class _JaxNtk:
         self._fns: dict = {}
 
     def _warn_if_mixing(self):
+        """Compare a few samples' outputs in one batch with each alone.
+
+        Both run the traced program, compiled once per program (and kept
+        with the feature functions), so repeated calls compile nothing.
+        """
         X1, X2 = self.X
         rows = X1.take(slice(0, 3))
         if rows.n < 2 and X2 is not None:
@@ -840,19 +845,17 @@ class _JaxNtk:
         if rows.n < 2:
             return
         host = [np.asarray(a) for a in rows.arrays]
-        apply = self.jax.jit(
-            lambda p, *arrays: rows.call(self.model.fn, p, arrays=arrays)
-        )
-        p = self.model.trainable
+        batch_prog = _trace(self.caller, self.model, X1, _abstract(X1, rows.n), "X1")
 
-        def outputs(arrays):
-            out = np.asarray(apply(p, *arrays))
+        def outputs(prog, arrays):
+            fn = _program_fn(prog.closed.jaxpr)
+            out = np.asarray(fn(prog.leaves, list(prog.closed.consts), arrays))
             out = out.reshape(out.shape[0], -1)
             return out.sum(axis=1, keepdims=True) if self.mode == "sum" else out
 
-        batch = outputs(host)
+        batch = outputs(batch_prog, host)
         singles = np.concatenate(
-            [outputs([a[i : i + 1] for a in host]) for i in range(rows.n)]
+            [outputs(self.prog, [a[i : i + 1] for a in host]) for i in range(rows.n)]
         )
         _ntk.warn_if_mixing(self.caller, batch, singles)
 
@@ -914,9 +917,7 @@ class _JaxNtk:
                 self.k,
                 self.mode,
             )
-            _COMPILED[key] = fn
-            while len(_COMPILED) > 16:
-                _COMPILED.pop(next(iter(_COMPILED)))
+            _remember(key, fn)
         return fn
 
     def features(self, side: int, block: slice, group: list) -> tuple[list, int]:
@@ -1051,13 +1052,41 @@ def _make_feature_fn(jaxpr, gram, generic, follow, k, mode):
     return jax.jit(features)
 
 
+def _program_fn(jaxpr: Any):
+    """``f(leaves, consts, arrays)``: a traced program compiled (and kept)."""
+    key = ("program", str(jaxpr))
+    fn = _COMPILED.get(key)
+    if fn is None:
+        jax = _jax()
+
+        class NoHooks:
+            follow: frozenset = frozenset()
+
+            def __call__(self, *args):
+                return None
+
+        def program(leaves, consts, arrays):
+            return evaluate(jaxpr, consts, [*leaves, *arrays], NoHooks())[0]
+
+        fn = _remember(key, jax.jit(program))
+    return fn
+
+
+def _remember(key: Any, fn: Any) -> Any:
+    """Keep a compiled function; the oldest go beyond a few dozen."""
+    _COMPILED[key] = fn
+    while len(_COMPILED) > 32:
+        _COMPILED.pop(next(iter(_COMPILED)))
+    return fn
+
+
 def _contract_fn(k: int, full: bool):
     """The jitted contraction of two blocks' features (one per k and mode)."""
     key = ("contract", k, full)
     fn = _COMPILED.get(key)
     if fn is None:
         jax = _jax()
-        fn = _COMPILED[key] = jax.jit(
-            functools.partial(_ntk.contract, jax.numpy, k=k, full=full)
+        fn = _remember(
+            key, jax.jit(functools.partial(_ntk.contract, jax.numpy, k=k, full=full))
         )
     return fn

@@ -673,20 +673,27 @@ class _TorchNtk:
         """
         torch = self.torch
         results = []
-        for i in range(arrays[0].shape[0]):
-            sample = [a[i] for a in arrays]
-            jac = torch.func.jacrev(
-                f, argnums=(0, 1), has_aux=True, chunk_size=self.chunk
-            )
-            try:
-                results.append(jac(eps, gen, sample))
-            except Exception:  # vmap over the outputs: as above
-                if self.chunk == 1:
-                    raise
-                self.chunk = 1
-                jac = torch.func.jacrev(f, argnums=(0, 1), has_aux=True, chunk_size=1)
-                results.append(jac(eps, gen, sample))
+        with warnings.catch_warnings():
+            # jacrev maps over the outputs with vmap: its fallbacks are ours.
+            warnings.filterwarnings("ignore", message=f".*{_BATCHING_RULE}")
+            for i in range(arrays[0].shape[0]):
+                results.append(self._one(f, eps, gen, [a[i] for a in arrays]))
         return torch.utils._pytree.tree_map(lambda *xs: torch.stack(xs), *results)
+
+    def _one(self, f, eps: dict, gen: dict, sample: list) -> tuple:
+        """The Jacobians of `f` on one sample."""
+        jacrev = self.torch.func.jacrev
+        try:
+            return jacrev(f, argnums=(0, 1), has_aux=True, chunk_size=self.chunk)(
+                eps, gen, sample
+            )
+        except Exception:  # vmap over the outputs failed too: one at a time
+            if self.chunk == 1:
+                raise
+            self.chunk = 1
+            return jacrev(f, argnums=(0, 1), has_aux=True, chunk_size=1)(
+                eps, gen, sample
+            )
 
     # -- which parameters take which path -----------------------------------
 
