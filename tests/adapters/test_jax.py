@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -387,3 +389,49 @@ def test_bad_arguments_name_the_argument_and_the_fix():
         ja.empirical_ntk(params, params, X)
     with pytest.raises(ValueError, match="`X` has no samples"):
         ja.activations(apply_fn, params, jnp.ones((0, 5)))
+
+
+def test_flax_layer_names_are_module_paths_and_activation_functions():
+    nn = pytest.importorskip("flax.linen")
+
+    class Block(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.gelu(nn.Dense(4, name="fc", param_dtype=jnp.float64)(x))
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = Block(name="block")(x)
+            return nn.Dense(2, name="head", param_dtype=jnp.float64)(jnp.tanh(h))
+
+    model = Model()
+    X = host_normal(13, (5, 3))
+    variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), X[:1])
+    variables = jax.tree.map(lambda a: normal(14, a.shape, 0.5), variables)
+    acts = ja.activations(model.apply, variables, X)
+    assert list(acts) == ["block/fc", "block/gelu_0", "block", "tanh_0", "head"]
+    np.testing.assert_allclose(acts["block/gelu_0"], jax.nn.gelu(acts["block/fc"]))
+    np.testing.assert_allclose(acts["block"], acts["block/gelu_0"])
+    np.testing.assert_allclose(acts["tanh_0"], np.tanh(acts["block"]))
+
+
+def test_nnx_layer_names_are_attribute_paths_in_eval_mode():
+    pytest.importorskip("flax")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "asv_bench"))
+    from benchmarks import _zoo
+
+    model, inputs = _zoo.flax_nnx_net(jnp.float64)
+    X = inputs(np.random.default_rng(15), 5)
+    acts = ja.activations(model, None, X)
+    assert list(acts) == ["conv", "bn", "relu_0", "hidden", "tanh_0", "drop", "head"]
+    bn = model.bn
+    scale = bn.scale[...] / np.sqrt(bn.var[...] + bn.epsilon)
+    normalised = (np.asarray(acts["conv"]) - bn.mean[...]) * scale + bn.bias[...]
+    np.testing.assert_allclose(acts["bn"], normalised, rtol=1e-10)  # running stats
+    np.testing.assert_allclose(acts["drop"], acts["tanh_0"])  # dropout off
+    assert [name for name, _, _ in ja.dense_layers(model, None, X)] == [
+        "hidden",
+        "head",
+    ]
+    assert not model.drop.deterministic  # the model itself is left in training

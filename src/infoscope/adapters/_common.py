@@ -318,7 +318,8 @@ def pool_activations(
 
     `mask` is None, an ``(n, t)`` array, or the key or position of one in
     `inputs` (an :class:`~infoscope.adapters._inputs.Inputs`). Activations with
-    fewer than three axes, or whose second axis is not ``t`` long, are kept.
+    fewer than three axes, whose second axis is not ``t`` long, or that are
+    not floating (masks) are kept as they are.
     """
     if isinstance(mask, (str, int)) and not isinstance(mask, bool):
         found = [v for key, v, is_arr in inputs.items if is_arr and key == mask]
@@ -340,7 +341,9 @@ def pool_activations(
     t = None if mask is None else int(mask.shape[1])
     return {
         name: pool_sequence(a, pool, mask)
-        if a.ndim >= 3 and (t is None or a.shape[1] == t)
+        if a.ndim >= 3
+        and (t is None or a.shape[1] == t)
+        and compat.array_namespace(a).isdtype(a.dtype, "real floating")
         else a
         for name, a in acts.items()
     }

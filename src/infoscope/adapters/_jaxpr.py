@@ -366,6 +366,7 @@ def per_sample_ops(
                 len(e2.outvars) == 1
                 and getattr(out2, "shape", ())[:1] == (2,)
                 and getattr(out3, "shape", ())[:1] == (3,)
+                and _floating(out2)
             )
             key = (str(e2.source_info.name_stack), name, site)
             if per_sample:
@@ -378,6 +379,16 @@ def per_sample_ops(
 
     collect(jaxpr2, jaxpr3, (), set(inputs2), set(inputs3))
     return ops, follow
+
+
+def _floating(aval: Any) -> bool:
+    """Activations are floating arrays (masks and indices are not)."""
+    import jax.numpy as jnp
+
+    try:
+        return bool(jnp.issubdtype(aval.dtype, jnp.floating))
+    except TypeError:  # extended dtypes (RNG keys)
+        return False
 
 
 def _named_call(eqn: Any) -> bool:

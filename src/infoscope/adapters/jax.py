@@ -166,13 +166,16 @@ class _Model:
             graphdef, trainable, rest = nnx.split(apply_fn, nnx.Param, ...)
 
             def fn(p, *args, **kwargs):
-                model = nnx.merge(graphdef, p, rest)
-                model.set_attributes(
-                    deterministic=True,
-                    use_running_average=True,
-                    raise_if_not_found=False,
-                )
-                return model(*args, **kwargs)
+                return _nnx_eval(nnx, graphdef, p, rest)(*args, **kwargs)
+
+            def capture(p, *args, **kwargs):
+                model = _nnx_eval(nnx, graphdef, p, rest)
+                record = _record_submodules(nnx, model)
+                out = model(*args, **kwargs)
+                calls = {name: {"__call__": (v,)} for name, v in record.items()}
+                return out, {"intermediates": calls}
+
+            self.capture = capture
 
         elif nnx is not None and isinstance(params, nnx.State):
             trainable, rest = nnx.split_state(params, nnx.Param, ...)
@@ -236,6 +239,37 @@ class _Model:
 
     def place(self) -> tuple[Any, Any]:
         return _leaf_place(self.trainable)
+
+
+def _nnx_eval(nnx: Any, graphdef: Any, params: Any, rest: Any) -> Any:
+    """A fresh NNX model from its parts, in evaluation mode (the user's is kept)."""
+    model = nnx.merge(graphdef, params, rest)
+    model.set_attributes(
+        deterministic=True, use_running_average=True, raise_if_not_found=False
+    )
+    return model
+
+
+def _record_submodules(nnx: Any, model: Any) -> dict[str, Any]:
+    """Record the first output of each submodule of `model` (a fresh copy).
+
+    NNX has no forward hooks: each submodule's class is swapped for a
+    subclass whose ``__call__`` records, on this copy only.
+    """
+    record: dict[str, Any] = {}
+    for path, sub in nnx.iter_modules(model):
+        if not path:
+            continue
+        name = "/".join(map(str, path))
+
+        class Recording(type(sub)):
+            def __call__(self, *args, _name=name, **kwargs):
+                out = super().__call__(*args, **kwargs)
+                record.setdefault(_name, out)
+                return out
+
+        sub.__class__ = Recording
+    return record
 
 
 def _is_floating(leaf: Any) -> bool:
@@ -529,9 +563,11 @@ def _intermediates(caller: str, model: _Model, X: Inputs, apply_fn: Any):
         count = counts.get(base, 0)
         counts[base] = count + 1
         named[op.path] = f"{base}_{count}"
-        order.append((op.path, 1, named[op.path]))
+        order.append((op.path, 0, named[op.path]))
     outputs: dict[int, str] = {}
     if model.capture is not None:
+        # A submodule's output computed by an operation listed comes after
+        # it (a block ending in gelu, a dropout passing its input on).
         outputs = _captured(progs[2], progs[3])
         defined = {}
         for index, eqn in enumerate(j2.eqns):
@@ -539,7 +575,7 @@ def _intermediates(caller: str, model: _Model, X: Inputs, apply_fn: Any):
                 defined[var] = (index,)
         for i, name in outputs.items():
             var = j2.outvars[i]
-            order.append((defined.get(var, (-1,)), 0, name))
+            order.append((defined.get(var, (-1,)), 1, name))
     order.sort(key=lambda entry: (entry[0], entry[1]))
     names = [name for _, _, name in order]
 

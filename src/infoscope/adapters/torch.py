@@ -337,8 +337,6 @@ def dense_layers(model: Any, X: Any) -> list[tuple[str, Any, Any]]:
     """
     caller = _PREFIX + "dense_layers"
     torch = _torch()
-    from torch.overrides import TorchFunctionMode
-
     _check_model(caller, model)
     inputs = _as_input(caller, "X", model, X)
     linear = {
@@ -347,22 +345,14 @@ def dense_layers(model: Any, X: Any) -> list[tuple[str, Any, Any]]:
         if isinstance(module, torch.nn.Linear)
     }
     seen: dict[str, list[Any]] = {}
-    linear_fn = torch.nn.functional.linear
 
-    class Watch(TorchFunctionMode):
-        """Records the input of every F.linear call on a Linear's weight."""
+    def record(x: Any, weight: Any) -> None:
+        found = linear.get(id(weight))
+        if found is not None:
+            x = x.detach()
+            seen.setdefault(found[0], []).append(x.reshape(-1, x.shape[-1]))
 
-        def __torch_function__(self, func, types, args=(), kwargs=None):
-            kwargs = kwargs or {}
-            if func is linear_fn:
-                weight = args[1] if len(args) > 1 else kwargs.get("weight")
-                found = linear.get(id(weight))
-                if found is not None:
-                    x = (args[0] if args else kwargs["input"]).detach()
-                    seen.setdefault(found[0], []).append(x.reshape(-1, x.shape[-1]))
-            return func(*args, **kwargs)
-
-    with torch.no_grad(), _evaluation(model), Watch():
+    with torch.no_grad(), _evaluation(model), _watching_linear(record):
         _apply(caller, model, inputs, "X")
     if not seen:
         raise ValueError(
@@ -374,6 +364,29 @@ def dense_layers(model: Any, X: Any) -> list[tuple[str, Any, Any]]:
         (name, torch.cat(xs, dim=0), modules[name].weight.detach().T.clone())
         for name, xs in seen.items()
     ]
+
+
+@contextlib.contextmanager
+def _watching_linear(record: Any) -> Iterator[None]:
+    """Call ``record(input, weight)`` on every ``torch.nn.functional.linear``.
+
+    ``nn.Linear`` calls it, and so does ``nn.MultiheadAttention`` with its
+    ``out_proj`` weight, which it never calls as a module (forward hooks do
+    not see it). The module attribute is swapped for the duration of one
+    forward pass: ``torch.nn.functional`` looks it up at each call.
+    """
+    functional = _torch().nn.functional
+    original = functional.linear
+
+    def linear(input, weight, bias=None):
+        record(input, weight)
+        return original(input, weight, bias)
+
+    functional.linear = linear
+    try:
+        yield
+    finally:
+        functional.linear = original
 
 
 # --------------------------------------------------------------------------- #
@@ -778,11 +791,10 @@ class _TorchNtk:
             with torch.enable_grad(), _removing(handles):
                 out = self._outputs(self._call({**self.base, **leaves}, x))
                 wrt = [e for name in planned for e in eps[name]] + list(leaves.values())
-                grads = (
-                    torch.autograd.grad(out.sum(), wrt, allow_unused=True)
-                    if wrt
-                    else []
-                )
+                if wrt and out.requires_grad:
+                    grads = torch.autograd.grad(out.sum(), wrt, allow_unused=True)
+                else:  # no planned layer reaches the output
+                    grads = [None] * len(wrt)
         except _Unplanned:
             planned, grads, out = {}, [], None
         if out is not None and self.probe_x.n > 1:
