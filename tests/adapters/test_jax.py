@@ -163,7 +163,7 @@ def test_ntk_equals_the_definition(name):
 
 
 def plan(apply_fn, params, X, mode="mean"):
-    model = ja._Model("t", apply_fn, params)
+    model = ja._Model.read("t", apply_fn, params)
     X1 = ja._as_input("t", "X1", model.place(), X)
     return ja._JaxNtk("t", model, X1, None, mode, None).terms
 

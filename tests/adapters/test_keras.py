@@ -209,15 +209,16 @@ def test_the_ntk_is_computed_once_by_the_jax_adapter(monkeypatch):
     from infoscope.adapters import jax as ja
 
     calls = []
-    original = ja.empirical_ntk
+    original = ja._ntk_of
 
-    def spy(apply_fn, params, *args, **kwargs):
-        calls.append(sorted(params))
-        return original(apply_fn, params, *args, **kwargs)
+    def spy(caller, model, *args, **kwargs):
+        calls.append((sorted(model.trainable), len(model.fixed)))
+        return original(caller, model, *args, **kwargs)
 
-    monkeypatch.setattr(ja, "empirical_ntk", spy)
+    monkeypatch.setattr(ja, "_ntk_of", spy)
     ka.empirical_ntk(mlp(), X_())
-    assert calls == [["mlp/d1/bias", "mlp/d1/kernel", "mlp/d2/bias", "mlp/d2/kernel"]]
+    names = ["mlp/d1/bias", "mlp/d1/kernel", "mlp/d2/bias", "mlp/d2/kernel"]
+    assert calls == [(names, 1)]  # the dropout's seed is held fixed
 
 
 # --------------------------------------------------------------------------- #

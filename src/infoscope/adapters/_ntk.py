@@ -11,7 +11,7 @@ once against the array namespace of those features:
   groups whose features fit the budget (:func:`group_terms`);
 - the blocked contraction: features once per block, each block pair
   contracted once, the symmetric half mirrored (:func:`compute`);
-- the check that a model's outputs are per sample (:func:`warn_if_mixing`).
+- the check that a model's outputs are per sample (:func:`mixes_samples`).
 
 A term's features for a block of ``b`` samples are either a pair ``(A, G)``
 (``"gram"``: a weight applied at ``P`` positions, ``A`` its inputs, ``b x P x
@@ -43,8 +43,9 @@ __all__ = [
     "group_terms",
     "pair_schedule",
     "plan_terms",
+    "mixes_samples",
     "structured_kind",
-    "warn_if_mixing",
+    "warn_mixing",
 ]
 
 # Bytes the stored per-sample features of one parameter group may take. When
@@ -492,32 +493,37 @@ def compute(
 # --------------------------------------------------------------------------- #
 
 
-def warn_if_mixing(caller: str, batch: Any, singles: Any) -> bool:
-    """Warn (and return True) if a batch's outputs differ from per-sample ones.
+def mixes_samples(batch: Any, singles: Any) -> bool:
+    """Whether a batch's outputs differ from the same samples' taken alone.
 
     `batch` holds a model's outputs on a few samples taken together,
     `singles` its outputs on each of them alone (both ``m x k`` arrays of one
     namespace). They differ when the model mixes samples (BatchNorm on batch
-    statistics, a batch mean): the NTK the adapters compute is that of the
-    per-sample function, each sample evaluated on its own.
+    statistics, a batch mean).
 
     Examples
     --------
     >>> import numpy as np
-    >>> warn_if_mixing("f", np.ones((3, 2)), np.ones((3, 2)))
+    >>> mixes_samples(np.ones((3, 2)), np.ones((3, 2)))
     False
     """
     xp = compat.array_namespace(batch, singles)
     scale = float(xp.max(xp.abs(batch))) + 1.0
     tol = 1000 * float(xp.finfo(batch.dtype).eps) * scale
-    if float(xp.max(xp.abs(batch - singles))) <= tol:
-        return False
+    return float(xp.max(xp.abs(batch - singles))) > tol
+
+
+def warn_mixing(caller: str, stacklevel: int) -> None:
+    """The warning for a model whose outputs mix samples (see above).
+
+    The NTK the adapters compute is that of the per-sample function, each
+    sample evaluated on its own.
+    """
     warnings.warn(
         f"{caller}: the model's outputs mix samples (a batch's outputs differ "
         f"from those of its samples taken one at a time, as with BatchNorm on "
         f"batch statistics); the NTK computed is that of the per-sample "
         f"function, each sample evaluated on its own.",
         RuntimeWarning,
-        stacklevel=4,
+        stacklevel=stacklevel + 1,
     )
-    return True

@@ -134,27 +134,60 @@ def _path_name(path: tuple) -> str:
 
 
 class _Model:
-    """``apply_fn`` and `params` read as ``fn(trainable, *args, **kwargs)``.
+    """A JAX model as ``fn(trainable, fixed, *args, **kwargs)``.
+
+    `trainable` is what the NTK differentiates, `fixed` the state held
+    fixed and passed through (batch statistics, RNG state, integer leaves);
+    both are arguments, never constants of the traced program, so the
+    program read once serves every later call with new values (see
+    :data:`_ANALYSES`).
 
     Attributes
     ----------
-    fn : callable
-        The model as a function of its trainable parameters only; the fixed
-        state is closed over.
-    trainable : pytree
-        What the NTK differentiates.
+    key : tuple
+        What identifies the function across calls (``apply_fn``, an NNX
+        graph definition, the output selected), for the caches.
     linen : flax.linen.Module or None
         The module, for a linen ``apply``.
     capture : callable or None
-        For linen, ``fn`` with Flax's ``capture_intermediates``.
+        ``fn`` returning also each submodule's output (Flax).
     """
 
-    def __init__(self, caller: str, apply_fn: Any, params: Any, output: Any = None):
+    def __init__(
+        self,
+        caller: str,
+        fn: Any,
+        trainable: Any,
+        fixed: Any,
+        key: tuple,
+        output: Any = None,
+        capture: Any = None,
+        linen: Any = None,
+    ):
+        jax = _jax()
+        self.caller = caller
+        self.raw = fn
+        self.trainable, self.fixed = trainable, fixed
+        self.capture, self.linen = capture, linen
+        self.key = (
+            *key,
+            output if output is None or isinstance(output, str | int) else id(output),
+        )
+
+        def selected(p, f, *args, **kwargs):
+            out = fn(p, f, *args, **kwargs)
+            return select_output(
+                caller, out, output, lambda a: isinstance(a, jax.Array)
+            )
+
+        self.fn = selected
+
+    @classmethod
+    def read(cls, caller: str, apply_fn: Any, params: Any, output: Any = None):
+        """The trainable and fixed parts of ``apply_fn(params, x)``."""
         jax = _jax()
         _check_apply(caller, apply_fn)
-        self.caller = caller
-        self.linen = _flax_linen_module(apply_fn)
-        self.capture = None
+        linen = _flax_linen_module(apply_fn)
         nnx = _nnx()
         if nnx is not None and isinstance(apply_fn, nnx.Module):
             if params is not None:
@@ -165,77 +198,74 @@ class _Model:
                 )
             graphdef, trainable, rest = nnx.split(apply_fn, nnx.Param, ...)
 
-            def fn(p, *args, **kwargs):
-                return _nnx_eval(nnx, graphdef, p, rest)(*args, **kwargs)
+            def fn(p, r, *args, **kwargs):
+                return _nnx_eval(nnx, graphdef, p, r)(*args, **kwargs)
 
-            def capture(p, *args, **kwargs):
-                model = _nnx_eval(nnx, graphdef, p, rest)
+            def capture(p, r, *args, **kwargs):
+                model = _nnx_eval(nnx, graphdef, p, r)
                 record = _record_submodules(nnx, model)
                 out = model(*args, **kwargs)
                 calls = {name: {"__call__": (v,)} for name, v in record.items()}
                 return out, {"intermediates": calls}
 
-            self.capture = capture
-
-        elif nnx is not None and isinstance(params, nnx.State):
+            return cls(caller, fn, trainable, rest, ("nnx", graphdef), output, capture)
+        if nnx is not None and isinstance(params, nnx.State):
             trainable, rest = nnx.split_state(params, nnx.Param, ...)
 
-            def fn(p, *args, **kwargs):
-                return apply_fn(nnx.merge_state(p, rest), *args, **kwargs)
+            def fn(p, r, *args, **kwargs):
+                return apply_fn(nnx.merge_state(p, r), *args, **kwargs)
 
-        elif (
-            self.linen is not None
-            and isinstance(params, Mapping)
-            and "params" in params
-        ):
+            return cls(caller, fn, trainable, rest, ("nnx-state", apply_fn), output)
+        if linen is not None and isinstance(params, Mapping) and "params" in params:
             fixed = {c: v for c, v in params.items() if c != "params"}
-            trainable = params["params"]
 
-            def fn(p, *args, **kwargs):
-                return apply_fn({**fixed, "params": p}, *args, **kwargs)
+            def fn(p, f, *args, **kwargs):
+                return apply_fn({**f, "params": p}, *args, **kwargs)
 
-            def capture(p, *args, **kwargs):
+            def capture(p, f, *args, **kwargs):
                 return apply_fn(
-                    {**fixed, "params": p},
+                    {**f, "params": p},
                     *args,
                     capture_intermediates=True,
                     mutable=["intermediates"],
                     **kwargs,
                 )
 
-            self.capture = capture
-        else:
-            flat, treedef = jax.tree_util.tree_flatten_with_path(params)
-            floating = [_is_floating(leaf) for _, leaf in flat]
-            if all(floating):
-                trainable, fn = params, apply_fn
-            else:
-                leaves = [leaf for _, leaf in flat]
-                index = {
-                    _path_name(path): i
-                    for i, ((path, _), f) in enumerate(zip(flat, floating, strict=True))
-                    if f
-                }
-                trainable = {name: leaves[i] for name, i in index.items()}
+            return cls(
+                caller,
+                fn,
+                params["params"],
+                fixed,
+                ("linen", apply_fn),
+                output,
+                capture,
+                linen,
+            )
+        flat, treedef = jax.tree_util.tree_flatten_with_path(params)
+        names = [_path_name(path) for path, _ in flat]
+        floating = [_is_floating(leaf) for _, leaf in flat]
+        if all(floating):
 
-                def fn(p, *args, **kwargs):
-                    full = list(leaves)
-                    for name, i in index.items():
-                        full[i] = p[name]
-                    return apply_fn(
-                        jax.tree_util.tree_unflatten(treedef, full), *args, **kwargs
-                    )
+            def fn(p, f, *args, **kwargs):
+                return apply_fn(p, *args, **kwargs)
 
-        self.trainable = trainable
+            return cls(caller, fn, params, (), ("fn", apply_fn), output)
+        trainable = {
+            n: leaf for n, (_, leaf), f in zip(names, flat, floating, strict=True) if f
+        }
+        fixed = {
+            n: leaf
+            for n, (_, leaf), f in zip(names, flat, floating, strict=True)
+            if not f
+        }
 
-        def selected(p, *args, **kwargs):
-            out = fn(p, *args, **kwargs)
-            return select_output(
-                caller, out, output, lambda a: isinstance(a, jax.Array)
+        def fn(p, f, *args, **kwargs):
+            leaves = [p[n] if n in p else f[n] for n in names]
+            return apply_fn(
+                jax.tree_util.tree_unflatten(treedef, leaves), *args, **kwargs
             )
 
-        self.fn = selected
-        self.raw = fn
+        return cls(caller, fn, trainable, fixed, ("fn", apply_fn, treedef), output)
 
     def place(self) -> tuple[Any, Any]:
         return _leaf_place(self.trainable)
@@ -322,17 +352,25 @@ def _as_input(caller: str, name: str, place: tuple[Any, Any], X: Any) -> Inputs:
 
 @dataclass
 class _Program:
-    """The model traced on a batch: its jaxpr and the flattened parameters."""
+    """The model traced on a batch: its jaxpr and the flattened parameters.
+
+    The program's inputs are the trainable leaves, then the fixed ones,
+    then the input arrays.
+    """
 
     closed: Any
     leaves: list
     names: list[str]
-    treedef: Any
+    fixed: list
     out_tree: Any = None
 
     @property
     def n_leaves(self) -> int:
         return len(self.leaves)
+
+    def args(self, arrays: list, leaves: list | None = None) -> list:
+        """The program's arguments: (trainable) leaves, fixed leaves, arrays."""
+        return [*(self.leaves if leaves is None else leaves), *self.fixed, *arrays]
 
 
 def _abstract(X: Inputs, b: int) -> list:
@@ -360,14 +398,18 @@ def _trace(
     flat, treedef = jax.tree_util.tree_flatten_with_path(model.trainable)
     leaves = [leaf for _, leaf in flat]
     names = [_path_name(path) for path, _ in flat]
-    n = len(leaves)
+    fixed, fixed_def = jax.tree_util.tree_flatten(model.fixed)
+    n, m = len(leaves), len(fixed)
 
     def flat_fn(*args):
         params = jax.tree_util.tree_unflatten(treedef, args[:n])
-        return X.call(fn, params, arrays=list(args[n:]))
+        state = jax.tree_util.tree_unflatten(fixed_def, args[n : n + m])
+        return X.call(fn, params, state, arrays=list(args[n + m :]))
 
     try:
-        closed, out_tree = jax.make_jaxpr(flat_fn, return_shape=True)(*leaves, *arrays)
+        closed, out_tree = jax.make_jaxpr(flat_fn, return_shape=True)(
+            *leaves, *fixed, *arrays
+        )
     except ValueError as exc:
         if str(exc).startswith(caller):
             raise  # our own message (the output selection)
@@ -387,7 +429,7 @@ def _trace(
                 f"{caller}: apply_fn maps {b} samples to an output of shape "
                 f"{tuple(out.shape)}; it must return one output row per sample."
             )
-    return _Program(closed, leaves, names, treedef, out_tree)
+    return _Program(closed, leaves, names, fixed, out_tree)
 
 
 def _apply_error(caller: str, X: Inputs, name: str, exc: Exception) -> ValueError:
@@ -512,7 +554,7 @@ def activations(
     caller = _PREFIX + "activations"
     jax = _jax()
     pool = check_pool(caller, pool, mask)
-    model = _Model(caller, apply_fn, params)
+    model = _Model.read(caller, apply_fn, params)
     batch_size = check_batch_size(caller, batch_size)
     inputs = _as_input(caller, "X", model.place(), X)
     n = inputs.n
@@ -549,7 +591,7 @@ def _intermediates(caller: str, model: _Model, X: Inputs, apply_fn: Any):
             f"sizes; its layers cannot be named. Compute the activations in the "
             f"model."
         )
-    n = progs[2].n_leaves
+    n = progs[2].n_leaves + len(progs[2].fixed)
     ops, follow = per_sample_ops(j2, j3, set(j2.invars[n:]), set(j3.invars[n:]))
     root = _root_scope(apply_fn)
     if model.linen is not None or root is not None:
@@ -596,14 +638,15 @@ def _intermediates(caller: str, model: _Model, X: Inputs, apply_fn: Any):
         key = str(prog.closed.jaxpr)
         if key not in compiled:
 
-            def program(leaves, consts, arrays, jaxpr=prog.closed.jaxpr):
+            def program(leaves, fixed, consts, arrays, jaxpr=prog.closed.jaxpr):
                 found: dict = {}
-                outs = evaluate(jaxpr, consts, [*leaves, *arrays], Hooks(found))
+                args = [*leaves, *fixed, *arrays]
+                outs = evaluate(jaxpr, consts, args, Hooks(found))
                 found.update({name: outs[i] for i, name in outputs.items()})
                 return found
 
             compiled[key] = jax.jit(program)
-        return compiled[key](prog.leaves, list(prog.closed.consts), arrays)
+        return compiled[key](prog.leaves, prog.fixed, list(prog.closed.consts), arrays)
 
     return names, run
 
@@ -694,7 +737,7 @@ def dense_layers(apply_fn: Any, params: Any, X: Any) -> list[tuple[str, Any, Any
     caller = _PREFIX + "dense_layers"
     jax = _jax()
     jnp = jax.numpy
-    model = _Model(caller, apply_fn, params)
+    model = _Model.read(caller, apply_fn, params)
     inputs = _as_input(caller, "X", model.place(), X)
     taps, _, follow = _dense_taps(model, inputs, caller, "X")
     if not taps:
@@ -717,12 +760,14 @@ def dense_layers(apply_fn: Any, params: Any, X: Any) -> list[tuple[str, Any, Any
                 self.seen.setdefault(tap.leaf, []).append(x.reshape(-1, x.shape[-1]))
             return None
 
-    def program(leaves, consts, arrays):
+    def program(leaves, fixed, consts, arrays):
         seen: dict[int, list] = {}
-        evaluate(prog.closed.jaxpr, consts, [*leaves, *arrays], Hooks(seen))
+        evaluate(prog.closed.jaxpr, consts, [*leaves, *fixed, *arrays], Hooks(seen))
         return seen
 
-    recorded = jax.jit(program)(prog.leaves, list(prog.closed.consts), inputs.arrays)
+    recorded = jax.jit(program)(
+        prog.leaves, prog.fixed, list(prog.closed.consts), inputs.arrays
+    )
     result = []
     for tap in taps:
         if tap.leaf not in recorded:
@@ -817,9 +862,16 @@ def empirical_ntk(
     (15, 6)
     """
     caller = _PREFIX + "empirical_ntk"
+    model = _Model.read(caller, apply_fn, params, output)
+    return _ntk_of(caller, model, X1, X2, output_mode, batch_size)
+
+
+def _ntk_of(
+    caller: str, model: _Model, X1: Any, X2: Any, output_mode: str, batch_size: Any
+) -> Any:
+    """The NTK of a model read as a function (also what the Keras adapter calls)."""
     mode = check_output_mode(caller, output_mode)
     batch_size = check_batch_size(caller, batch_size)
-    model = _Model(caller, apply_fn, params, output)
     X1 = _as_input(caller, "X1", model.place(), X1)
     if X2 is not None:
         X2 = _as_input(caller, "X2", model.place(), X2)
@@ -827,12 +879,21 @@ def empirical_ntk(
     return _JaxNtk(caller, model, X1, X2, mode, batch_size).compute()
 
 
+def _signature(tree: Any) -> tuple:
+    """A pytree's structure, shapes and dtypes (what a trace depends on)."""
+    jax = _jax()
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    return (treedef, tuple((np.shape(a), str(getattr(a, "dtype", ""))) for a in leaves))
+
+
 class _JaxNtk:
     """One empirical NTK computation (see :func:`empirical_ntk`).
 
     Reads the program (its dense layers, its parameters) and gives the
     engine the features of each block, computed by one compiled function of
-    the block; :mod:`infoscope.adapters._ntk` does the rest.
+    the block; :mod:`infoscope.adapters._ntk` does the rest. What it reads
+    depends only on the function, the shapes and the mode, so it is kept
+    (:data:`_ANALYSES`) and a training loop's later calls trace nothing.
     """
 
     def __init__(self, caller, model, X1, X2, mode, batch_size):
@@ -843,13 +904,44 @@ class _JaxNtk:
         self.X = (X1, X2)
         self.mode = mode
         self.batch_size = batch_size
+        key = (
+            model.key,
+            _signature(model.trainable),
+            _signature(model.fixed),
+            X1.sample_signature(),
+            tuple(str(a.dtype) for a in X1.arrays),
+            mode,
+            bool(jax.config.jax_enable_x64),
+        )
+        try:
+            cached = _ANALYSES.get(key)
+        except TypeError:  # an unhashable part: read it again each time
+            key, cached = None, None
+        if cached is None:
+            cached = self._read()
+            if key is not None:
+                _ANALYSES[key] = cached
+                while len(_ANALYSES) > 16:
+                    _ANALYSES.pop(next(iter(_ANALYSES)))
+        (self.prog, self.k, self.dtype, self.itemsize, self.follow, self.taps) = cached[
+            :6
+        ]
+        self.terms, mixes, self.program_text = cached[6:]
+        if mixes:
+            _ntk.warn_mixing(self.caller, stacklevel=3)
+        self.leaves = jax.tree_util.tree_leaves(model.trainable)
+        self.fixed = jax.tree_util.tree_leaves(model.fixed)
+        self._fns: dict = {}
+
+    def _read(self) -> tuple:
+        """The program, its outputs, its dense layers and the plan."""
+        caller, model, (X1, _) = self.caller, self.model, self.X
         self.prog = _trace(caller, model, X1, _abstract(X1, 1), "X1")
-        self.leaves = self.prog.leaves
         out = self.prog.closed.jaxpr.outvars[0].aval
-        self.k = 1 if mode == "sum" else int(np.prod(out.shape[1:], dtype=int))
+        self.k = 1 if self.mode == "sum" else int(np.prod(out.shape[1:], dtype=int))
         self.dtype = out.dtype
         self.itemsize = np.dtype(out.dtype).itemsize
-        self._warn_if_mixing()
+        mixes = self._mixes_samples()
         taps, other, follow = _dense_taps(model, X1, caller, "X1")
         self.follow = follow
         taps = [t for t in taps if t.leaf not in other]
@@ -859,14 +951,24 @@ class _JaxNtk:
         self.taps: dict[int, list[Tap]] = {}
         for tap in taps:
             self.taps.setdefault(tap.leaf, []).append(tap)
-        self.terms = self._plan()
-        self._fns: dict = {}
+        terms = self._plan()
+        return (
+            self.prog,
+            self.k,
+            self.dtype,
+            self.itemsize,
+            self.follow,
+            self.taps,
+            terms,
+            mixes,
+            str(self.prog.closed.jaxpr),
+        )
 
-    def _warn_if_mixing(self):
+    def _mixes_samples(self) -> bool:
         """Compare a few samples' outputs in one batch with each alone.
 
         Both run the traced program, compiled once per program (and kept
-        with the feature functions), so repeated calls compile nothing.
+        with the feature functions).
         """
         X1, X2 = self.X
         rows = X1.take(slice(0, 3))
@@ -879,13 +981,13 @@ class _JaxNtk:
                 ]
             )
         if rows.n < 2:
-            return
+            return False
         host = [np.asarray(a) for a in rows.arrays]
         batch_prog = _trace(self.caller, self.model, X1, _abstract(X1, rows.n), "X1")
 
         def outputs(prog, arrays):
             fn = _program_fn(prog.closed.jaxpr)
-            out = np.asarray(fn(prog.leaves, list(prog.closed.consts), arrays))
+            out = np.asarray(fn(list(prog.closed.consts), prog.args(arrays)))
             out = out.reshape(out.shape[0], -1)
             return out.sum(axis=1, keepdims=True) if self.mode == "sum" else out
 
@@ -893,7 +995,7 @@ class _JaxNtk:
         singles = np.concatenate(
             [outputs(self.prog, [a[i : i + 1] for a in host]) for i in range(rows.n)]
         )
-        _ntk.warn_if_mixing(self.caller, batch, singles)
+        return _ntk.mixes_samples(batch, singles)
 
     # -- which leaves take which path ---------------------------------------
 
@@ -926,7 +1028,7 @@ class _JaxNtk:
     # -- features of one block ----------------------------------------------
 
     def _feature_fn(self, group: list[_ntk.Term]):
-        """A jitted ``f(leaves, consts, arrays)``: a block's features for `group`.
+        """A jitted ``f(leaves, fixed, consts, arrays)``: a block's features.
 
         The parameters are arguments, not constants, so the compiled function
         is shared (see :data:`_COMPILED`) by every call whose traced program,
@@ -936,7 +1038,7 @@ class _JaxNtk:
         gram = [self.taps[t.key] for t in group if t.kind == "gram"]
         generic = tuple(t.key for t in group if t.kind == "jacobian")
         key = (
-            str(closed.jaxpr),
+            self.program_text,
             tuple(tuple(taps) for taps in gram),
             generic,
             tuple(sorted(self.follow)),
@@ -972,7 +1074,8 @@ class _JaxNtk:
                 for a in arrays
             ]
         arrays = [self.jax.device_put(a, self.device) for a in arrays]
-        return fn(self.leaves, list(self.prog.closed.consts), arrays), b
+        consts = list(self.prog.closed.consts)
+        return fn(self.leaves, self.fixed, consts, arrays), b
 
     def contract(self, fi: list, fj: list) -> Any:
         return self._contract(fi, fj)
@@ -1013,6 +1116,10 @@ class _JaxNtk:
 # Jitted feature functions by (program, plan); a few are kept (see _feature_fn).
 _COMPILED: dict = {}
 
+# What _JaxNtk reads from a model, by function, shapes and mode: a training
+# loop's repeated calls trace and plan once, as jax.jit compiles once.
+_ANALYSES: dict = {}
+
 
 def _flat_outputs(out: Any, mode: str) -> Any:
     """Outputs as (b, k): flattened, or summed in "sum" mode."""
@@ -1047,24 +1154,24 @@ def _make_feature_fn(jaxpr, gram, generic, follow, k, mode):
             self.record[i] = invals[tap_list[i].x_pos]
             return [outvals[0] + self.eps[i]]
 
-    def per_sample(eps, gen, leaves, consts, xs):
+    def per_sample(eps, gen, leaves, fixed, consts, xs):
         args = list(leaves)
         for leaf, value in zip(generic, gen, strict=True):
             args[leaf] = value
         record = [None] * len(tap_list)
         inputs = [x[None] for x in xs]
-        (out,) = evaluate(jaxpr, consts, [*args, *inputs], Hooks(eps, record))
+        (out,) = evaluate(jaxpr, consts, [*args, *fixed, *inputs], Hooks(eps, record))
         return _flat_outputs(out, mode)[0], record
 
     jac = jax.vmap(
         jax.jacrev(per_sample, argnums=(0, 1), has_aux=True),
-        in_axes=(None, None, None, None, 0),
+        in_axes=(None, None, None, None, None, 0),
     )
 
-    def features(leaves, consts, xs):
+    def features(leaves, fixed, consts, xs):
         eps0 = [jnp.zeros(a.shape, a.dtype) for a in out_avals]
         gen0 = [leaves[leaf] for leaf in generic]
-        (j_eps, j_gen), record = jac(eps0, gen0, leaves, consts, xs)
+        (j_eps, j_gen), record = jac(eps0, gen0, leaves, fixed, consts, xs)
         b = xs[0].shape[0]
         feats = []
         for taps in gram:
@@ -1089,7 +1196,7 @@ def _make_feature_fn(jaxpr, gram, generic, follow, k, mode):
 
 
 def _program_fn(jaxpr: Any):
-    """``f(leaves, consts, arrays)``: a traced program compiled (and kept)."""
+    """``f(consts, args)``: a traced program compiled (and kept)."""
     key = ("program", str(jaxpr))
     fn = _COMPILED.get(key)
     if fn is None:
@@ -1101,8 +1208,8 @@ def _program_fn(jaxpr: Any):
             def __call__(self, *args):
                 return None
 
-        def program(leaves, consts, arrays):
-            return evaluate(jaxpr, consts, [*leaves, *arrays], NoHooks())[0]
+        def program(consts, args):
+            return evaluate(jaxpr, consts, args, NoHooks())[0]
 
         fn = _remember(key, jax.jit(program))
     return fn

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import weakref
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
@@ -516,13 +517,18 @@ def empirical_ntk(
     if X2 is not None:
         X2 = _as_input(caller, "X2", model, backend, X2)
         check_same_inputs(caller, X1, X2)
-    _check_outputs(caller, model, backend, X1, output)
+    checked = _CHECKED.setdefault(model, set())
+    signature = (
+        X1.sample_signature(),
+        output if isinstance(output, str | int) else id(output),
+    )
+    if signature not in checked:  # once per model and inputs: it runs the model
+        _check_outputs(caller, model, backend, X1, output)
+        checked.add(signature)
     X1s, X2s = X1.structure(), None if X2 is None else X2.structure()
     if backend == "jax":
-        apply_fn, params = _jax_function(model, X1.kind)
-        return _jax_adapter.empirical_ntk(
-            apply_fn, params, X1s, X2s, mode, batch_size, output=output
-        )
+        jax_model = _jax_model(caller, model, X1.kind, output)
+        return _jax_adapter._ntk_of(caller, jax_model, X1s, X2s, mode, batch_size)
     module = _torch_function(model, X1.kind)
     return _torch_adapter.empirical_ntk(
         module, X1s, X2s, mode, batch_size, output=output
@@ -560,25 +566,41 @@ def _structure(kind: str, args: tuple, kwargs: dict) -> Any:
     return args[0] if kind == "array" else list(args)
 
 
-def _jax_function(model: Any, kind: str) -> tuple[Callable, dict[str, Any]]:
-    """``apply_fn(params, *x)`` and ``params``: the model as a pure function.
+def _jax_model(caller: str, model: Any, kind: str, output: Any) -> Any:
+    """The model as the JAX adapter's function of its weights.
 
-    ``params`` holds the trainable weights by path; the non-trainable ones
-    (moving statistics, seeds) are constants of the function. Several
+    The trainable weights (by path) are differentiated, the non-trainable
+    ones (moving statistics, seeds) passed through fixed; both are arguments
+    of the function, which is the same object for every call on this model,
+    so the JAX adapter reads the program once for a training loop. Several
     inputs arrive as positional or keyword arguments (`kind`) and go to the
     model as one list or dict.
     """
+    functions = _JAX_FUNCTIONS.setdefault(model, {})
+    fn = functions.get(kind)
+    if fn is None:
+        ref = weakref.ref(model)  # the function must not keep the model alive
+
+        def fn(params: dict[str, Any], fixed: list, *args: Any, **kwargs: Any) -> Any:
+            keras_model = ref()
+            names = _weight_names(list(keras_model.trainable_variables))
+            values = [params[name] for name in names]
+            x = _structure(kind, args, kwargs)
+            return keras_model.stateless_call(values, fixed, x, training=False)[0]
+
+        functions[kind] = fn
     trainable = list(model.trainable_variables)
     names = _weight_names(trainable)
     params = {name: v.value for name, v in zip(names, trainable, strict=True)}
     fixed = [v.value for v in model.non_trainable_variables]
+    return _jax_adapter._Model(caller, fn, params, fixed, ("keras", fn, kind), output)
 
-    def apply_fn(params: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        values = [params[name] for name in names]
-        x = _structure(kind, args, kwargs)
-        return model.stateless_call(values, fixed, x, training=False)[0]
 
-    return apply_fn, params
+# The input structures and outputs whose output shape was checked, per model.
+_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+# One function per Keras model (and input structure), kept while the model is.
+_JAX_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 _TORCH_FUNCTION: list[type] = []

@@ -798,7 +798,8 @@ class _TorchNtk:
         except _Unplanned:
             planned, grads, out = {}, [], None
         if out is not None and self.probe_x.n > 1:
-            _ntk.warn_if_mixing(self.caller, probe[:1], out.detach())
+            if _ntk.mixes_samples(probe[:1], out.detach()):
+                _ntk.warn_mixing(self.caller, stacklevel=4)
         grads = list(grads)
         g_eps = {name: [grads.pop(0) for _ in eps[name]] for name in planned}
         g_leaf = dict(zip(leaves, grads, strict=True))
