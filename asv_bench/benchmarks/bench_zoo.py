@@ -184,6 +184,9 @@ class ZooNtk:
         self.case = ZooCase(model, self.samples or SAMPLES[model])
         self.case.check()  # and the warm-up: JAX compiles, torch allocates
 
+    def teardown(self, model):
+        self.case = None  # the model and its inputs, freed between models
+
     def time_empirical_ntk(self, model):
         self.case.ours()
 

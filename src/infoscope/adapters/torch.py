@@ -61,8 +61,10 @@ __all__ = ["activations", "dense_layers", "empirical_ntk"]
 
 _PREFIX = "infoscope.adapters.torch."
 
-# Models that torch.func.vmap could not run: they take the sample loop at once.
-_NO_VMAP: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# How each model's per-sample Jacobians were best taken: "loop" for models
+# torch.func.vmap cannot run or runs slower than the sample loop (timed once),
+# "vmap" for those timed faster with vmap. Later calls take it at once.
+_PATH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 _BATCHING_RULE = "There is a performance drop because we have not yet implemented"
 
@@ -514,8 +516,8 @@ class _TorchNtk:
             )
         self.base = {name: p.detach() for name, p in model.named_parameters()}
         self.base.update(dict(model.named_buffers()))
-        self.vmap = not _NO_VMAP.get(model, False)
-        self.timed = False
+        self.vmap = _PATH.get(model) != "loop"
+        self.timed = model in _PATH
         self.chunk: int | None = None
         self._fns: dict = {}
         candidates = self._candidates()
@@ -659,7 +661,7 @@ class _TorchNtk:
                     result = func.vmap(jac, in_dims=(None, None, 0))(eps, gen, arrays)
             except Exception:  # the model's operations under vmap, any failure
                 self.vmap = False
-                _NO_VMAP[self.model] = True
+                _PATH[self.model] = "loop"
             else:
                 slow = False
                 for w in caught:
@@ -675,6 +677,7 @@ class _TorchNtk:
                     t0 = time.perf_counter()
                     self._loop(f, eps, gen, [a[:2] for a in arrays])
                     self.vmap = per_vmap <= (time.perf_counter() - t0) / 2
+                    _PATH[self.model] = "vmap" if self.vmap else "loop"
                 return result
         return self._loop(f, eps, gen, arrays)
 
