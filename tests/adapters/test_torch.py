@@ -250,7 +250,7 @@ def test_parameter_groups_split_when_features_exceed_the_budget(monkeypatch):
     model = cnn()
     X = torch.randn(6, 2, 6, 6, dtype=F64)
     reference = ta.empirical_ntk(model, X, output_mode="full")
-    monkeypatch.setattr(ta, "MEMORY_BUDGET", 1)
+    monkeypatch.setattr(_ntk, "MEMORY_BUDGET", 1)
     calls = counting(monkeypatch, ta._TorchNtk)
     with pytest.warns(RuntimeWarning, match="more than the"):
         K = ta.empirical_ntk(model, X, output_mode="full", batch_size=4)

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -110,7 +110,6 @@ class Term:
     kind: str
     bytes_per_sample: float
     key: Any = None
-    info: dict = field(default_factory=dict)
 
 
 # --------------------------------------------------------------------------- #
@@ -415,7 +414,7 @@ def compute(
     device: Any,
     itemsize: int,
     working_bytes: float = 0.0,
-    budget: float = MEMORY_BUDGET,
+    budget: float | None = None,
     contract_fn: Callable[[list, list], Any] | None = None,
     on_blocks: Callable[[int], None] | None = None,
 ) -> Any:
@@ -444,6 +443,9 @@ def compute(
         Of the result.
     itemsize : int
         Bytes per number.
+    budget : float, optional
+        Bytes the stored features of one group may take; by default
+        :data:`MEMORY_BUDGET`.
     working_bytes : float
         Memory per sample of one forward and backward pass besides the
         features (layer inputs and outputs), for the default block size.
@@ -469,6 +471,7 @@ def compute(
         on_blocks(b)
     rows = block_slices(n1, b)
     cols = rows if symmetric else block_slices(n2_, b)
+    budget = MEMORY_BUDGET if budget is None else budget  # read at each call
     groups = group_terms(terms, n1 + (0 if symmetric else n2_), budget)
     if contract_fn is None:
         contract_fn = partial(contract, xp, k=k, full=full)

@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
+from . import _jax_model as _jax_reading
 from . import _ntk
 from . import jax as _jax_adapter
 from . import torch as _torch_adapter
@@ -107,8 +108,8 @@ def _as_input(caller: str, name: str, model: Any, backend: str, X: Any) -> Input
     """`X` as the backend's arrays on the device and float dtype of the weights."""
     if backend == "torch":
         return _torch_adapter._as_input(caller, name, model, X)
-    place = _jax_adapter._leaf_place([v.value for v in model.variables])
-    return _jax_adapter._as_input(caller, name, place, X)
+    place = _jax_reading._leaf_place([v.value for v in model.variables])
+    return _jax_reading._as_input(caller, name, place, X)
 
 
 def _is_array(backend: str, x: Any) -> bool:
@@ -593,7 +594,7 @@ def _jax_model(caller: str, model: Any, kind: str, output: Any) -> Any:
     names = _weight_names(trainable)
     params = {name: v.value for name, v in zip(names, trainable, strict=True)}
     fixed = [v.value for v in model.non_trainable_variables]
-    return _jax_adapter._Model(caller, fn, params, fixed, ("keras", fn, kind), output)
+    return _jax_reading._Model(caller, fn, params, fixed, ("keras", fn, kind), output)
 
 
 # The input structures and outputs whose output shape was checked, per model.
