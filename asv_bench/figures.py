@@ -134,6 +134,14 @@ RATIOS = (
         "(MLP 64-256-256-10, 'mean' mode, in turns): times faster.",
     ),
     Ratio(
+        "bench_zoo",
+        "ZooNtk",
+        ("track_speedup_over_vmap_jacrev",),
+        "A plain vmap(jacrev) contraction's NTK time over infoscope's, per zoo "
+        "model (float32, CPU, 'mean' mode, in turns; a loop of jacrev where "
+        "vmap cannot run the model): times faster; target at least 0.9.",
+    ),
+    Ratio(
         "bench_ntk",
         "NtkAgainstNeuralTangents",
         ("track_speedup_over_neural_tangents",),

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -160,27 +162,32 @@ def test_ntk_equals_the_definition(name):
         assert_close(K12, reference_ntk(J, J2, mode))
 
 
+def plan(apply_fn, params, X, mode="mean"):
+    model = ja._Model.read("t", apply_fn, params)
+    X1 = ja._as_input("t", "X1", model.place(), X)
+    return ja._JaxNtk("t", model, X1, None, mode, None).terms
+
+
 def test_dense_weights_and_biases_take_the_structured_path():
     apply_fn, params, _ = flax_mlp()
-    X = np.ones((3, 5))
-    terms = ja._JaxNtk("t", apply_fn, params, X, None, "mean", None).terms
+    terms = plan(apply_fn, params, np.ones((3, 5)))
     assert {t.kind for t in terms} == {"gram"}  # biases folded into their layers
     assert sorted(t.name for t in terms) == [
-        "params/Dense_0/kernel",
-        "params/Dense_1/kernel",
-        "params/Dense_2/kernel",
+        "Dense_0/kernel",
+        "Dense_1/kernel",
+        "Dense_2/kernel",
     ]
     apply_fn, params, _ = stax_like()
-    terms = ja._JaxNtk("t", apply_fn, params, np.ones((3, 5)), None, "mean", None).terms
+    terms = plan(apply_fn, params, np.ones((3, 5)))
     kinds = {t.name: t.kind for t in terms}
-    assert kinds == {"0/0": "gram", "1/0": "gram", "0/1": "generic", "1/1": "generic"}
+    assert kinds == {"0/0": "gram", "1/0": "gram", "0/1": "jacobian", "1/1": "jacobian"}
 
 
 def test_a_jitted_apply_fn_is_followed_inside():
     apply_fn, params, shape = plain_mlp()
     X = host_normal(5, shape)
     jitted = jax.jit(apply_fn)
-    terms = ja._JaxNtk("t", jitted, params, X, None, "mean", None).terms
+    terms = plan(jitted, params, X)
     assert {t.name: t.kind for t in terms}["w1"] == "gram"
     assert_close(
         ja.empirical_ntk(jitted, params, X), ja.empirical_ntk(apply_fn, params, X)
@@ -304,17 +311,22 @@ def test_flax_activations_are_the_submodule_outputs():
     apply_fn, params, shape = flax_mlp()
     X = host_normal(10, shape)
     acts = ja.activations(apply_fn, params, X)
-    assert list(acts) == ["Dense_0", "Dense_1", "Dense_2"]
+    # The submodules' outputs and the activation functions' between them.
+    assert list(acts) == ["Dense_0", "tanh_0", "Dense_1", "relu_0", "Dense_2"]
     p = params["params"]
     h0 = X @ p["Dense_0"]["kernel"] + p["Dense_0"]["bias"]
     np.testing.assert_allclose(acts["Dense_0"], h0, rtol=1e-12)
     np.testing.assert_allclose(acts["Dense_2"], apply_fn(params, X), rtol=1e-12)
+    np.testing.assert_allclose(acts["tanh_0"], np.tanh(h0), rtol=1e-12)
+    h1 = np.tanh(h0) @ p["Dense_1"]["kernel"] + p["Dense_1"]["bias"]
+    np.testing.assert_allclose(acts["relu_0"], np.maximum(h1, 0), rtol=1e-12)
     batched = ja.activations(apply_fn, params, X, layers="Dense_1", batch_size=4)
     np.testing.assert_allclose(batched["Dense_1"], acts["Dense_1"], rtol=1e-12)
     with pytest.raises(
         ValueError,
         match=re.escape(
-            "unknown layer name(s) ['Dense_9'] in `layers`; the model has ['Dense_0', 'Dense_1', 'Dense_2']"
+            "unknown layer name(s) ['Dense_9'] in `layers`; the model has "
+            "['Dense_0', 'tanh_0', 'Dense_1', 'relu_0', 'Dense_2']"
         ),
     ):
         ja.activations(apply_fn, params, X, layers=["Dense_9"])
@@ -324,11 +336,11 @@ def test_function_activations_are_its_operations():
     apply_fn, params, shape = plain_mlp()
     X = host_normal(11, shape)
     acts = ja.activations(apply_fn, params, X, batch_size=4)
-    assert list(acts) == ["dot_general_0", "add_0", "tanh_0", "dot_general_1"]
+    assert list(acts) == ["dot_0", "add_0", "tanh_0", "dot_1"]
     np.testing.assert_allclose(
         acts["tanh_0"], jnp.tanh(X @ params["w1"] + params["b1"])
     )
-    np.testing.assert_allclose(acts["dot_general_1"], apply_fn(params, X))
+    np.testing.assert_allclose(acts["dot_1"], apply_fn(params, X))
 
 
 def test_dense_layers_give_inputs_and_weights_as_d_in_by_d_out():
@@ -345,11 +357,7 @@ def test_dense_layers_give_inputs_and_weights_as_d_in_by_d_out():
     )
     apply_fn, params, shape = flax_mlp()
     names = [name for name, _, _ in ja.dense_layers(apply_fn, params, np.ones(shape))]
-    assert names == [
-        "params/Dense_0/kernel",
-        "params/Dense_1/kernel",
-        "params/Dense_2/kernel",
-    ]
+    assert names == ["Dense_0", "Dense_1", "Dense_2"]
     with pytest.raises(ValueError, match="found no dense layer"):
         ja.dense_layers(lambda p, x: x * p, jnp.ones(3), jnp.ones((2, 3)))
 
@@ -381,3 +389,49 @@ def test_bad_arguments_name_the_argument_and_the_fix():
         ja.empirical_ntk(params, params, X)
     with pytest.raises(ValueError, match="`X` has no samples"):
         ja.activations(apply_fn, params, jnp.ones((0, 5)))
+
+
+def test_flax_layer_names_are_module_paths_and_activation_functions():
+    nn = pytest.importorskip("flax.linen")
+
+    class Block(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.gelu(nn.Dense(4, name="fc", param_dtype=jnp.float64)(x))
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = Block(name="block")(x)
+            return nn.Dense(2, name="head", param_dtype=jnp.float64)(jnp.tanh(h))
+
+    model = Model()
+    X = host_normal(13, (5, 3))
+    variables = jax.eval_shape(model.init, jax.random.PRNGKey(0), X[:1])
+    variables = jax.tree.map(lambda a: normal(14, a.shape, 0.5), variables)
+    acts = ja.activations(model.apply, variables, X)
+    assert list(acts) == ["block/fc", "block/gelu_0", "block", "tanh_0", "head"]
+    np.testing.assert_allclose(acts["block/gelu_0"], jax.nn.gelu(acts["block/fc"]))
+    np.testing.assert_allclose(acts["block"], acts["block/gelu_0"])
+    np.testing.assert_allclose(acts["tanh_0"], np.tanh(acts["block"]))
+
+
+def test_nnx_layer_names_are_attribute_paths_in_eval_mode():
+    pytest.importorskip("flax")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "asv_bench"))
+    from benchmarks import _zoo
+
+    model, inputs = _zoo.flax_nnx_net(jnp.float64)
+    X = inputs(np.random.default_rng(15), 5)
+    acts = ja.activations(model, None, X)
+    assert list(acts) == ["conv", "bn", "relu_0", "hidden", "tanh_0", "drop", "head"]
+    bn = model.bn
+    scale = bn.scale[...] / np.sqrt(bn.var[...] + bn.epsilon)
+    normalised = (np.asarray(acts["conv"]) - bn.mean[...]) * scale + bn.bias[...]
+    np.testing.assert_allclose(acts["bn"], normalised, rtol=1e-10)  # running stats
+    np.testing.assert_allclose(acts["drop"], acts["tanh_0"])  # dropout off
+    assert [name for name, _, _ in ja.dense_layers(model, None, X)] == [
+        "hidden",
+        "head",
+    ]
+    assert not model.drop.deterministic  # the model itself is left in training

@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -208,15 +209,16 @@ def test_the_ntk_is_computed_once_by_the_jax_adapter(monkeypatch):
     from infoscope.adapters import jax as ja
 
     calls = []
-    original = ja.empirical_ntk
+    original = ja._ntk_of
 
-    def spy(apply_fn, params, *args):
-        calls.append(sorted(params))
-        return original(apply_fn, params, *args)
+    def spy(caller, model, *args, **kwargs):
+        calls.append((sorted(model.trainable), len(model.fixed)))
+        return original(caller, model, *args, **kwargs)
 
-    monkeypatch.setattr(ja, "empirical_ntk", spy)
+    monkeypatch.setattr(ja, "_ntk_of", spy)
     ka.empirical_ntk(mlp(), X_())
-    assert calls == [["mlp/d1/bias", "mlp/d1/kernel", "mlp/d2/bias", "mlp/d2/kernel"]]
+    names = ["mlp/d1/bias", "mlp/d1/kernel", "mlp/d2/bias", "mlp/d2/kernel"]
+    assert calls == [(names, 1)]  # the dropout's seed is held fixed
 
 
 # --------------------------------------------------------------------------- #
@@ -350,17 +352,23 @@ def test_bad_arguments_name_the_argument_and_the_fix():
         ka.dense_layers(keras.Sequential([keras.Input((5,)), layers.ReLU()]), X)
 
 
-def test_a_model_with_two_outputs_is_refused_for_the_ntk():
+def test_a_model_with_two_outputs_needs_output_to_select_one():
     inputs = keras.Input((5,))
     h = layers.Dense(3)(inputs)
     model = keras.Model(inputs, [h, layers.Dense(2)(h)])
     with pytest.raises(
         ValueError,
-        match=r"the model returns a list of 2; the NTK needs a model with one output",
+        match=r"the model returns a list of 2; the NTK needs one array of outputs.*"
+        r"`output=` an index",
     ):
         ka.empirical_ntk(model, X_())
     acts = ka.activations(model, X_())  # layer outputs are fine
     assert [tuple(a.shape) for a in acts.values()] == [(6, 3), (6, 2)]
+    # output=1: the NTK of the second output, over every weight it depends on.
+    second = keras.Model(inputs, model.outputs[1])
+    assert_close(
+        ka.empirical_ntk(model, X_(), output=1), ka.empirical_ntk(second, X_())
+    )
 
 
 def test_import_does_not_import_keras():
@@ -392,6 +400,8 @@ def run_child(code, backend):
 
 
 TORCH_CHILD = """
+import sys
+
 import numpy as np
 import torch
 
@@ -481,13 +491,24 @@ assert all(v.value.requires_grad for v in model.trainable_variables)
 for a, v in zip(before, model.variables):
     assert torch.equal(a, v.value.detach()), f"{v.path} changed"
 assert all(p.grad is None for p in model.parameters()), "gradients left behind"
+
+# The zoo's CNN with two Conv2D layers (channels-last kernels that torch.func
+# cannot vmap): the NTK through the sample loop, against autograd.
+sys.path.insert(0, "@BENCH@")
+sys.path.insert(0, "@TESTS@")
+from test_zoo import KERAS_CHECK, N, RTOL
+
+exec(KERAS_CHECK.format(n=N, rtol=RTOL), {})
 print("ok")
 """
 
 
 def test_torch_backend_agrees_with_the_definitions():
     pytest.importorskip("torch")
-    assert run_child(TORCH_CHILD, "torch").strip().endswith("ok")
+    here = Path(__file__).resolve().parent
+    code = TORCH_CHILD.replace("@BENCH@", str(here.parents[1] / "asv_bench"))
+    code = code.replace("@TESTS@", str(here))
+    assert run_child(code, "torch").strip().endswith("ok")
 
 
 UNSUPPORTED_CHILD = """

@@ -10,7 +10,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from infoscope.adapters import _common  # noqa: E402
+from infoscope.adapters import _ntk  # noqa: E402
 from infoscope.adapters import torch as ta  # noqa: E402
 
 nn = torch.nn
@@ -113,19 +113,31 @@ def test_ntk_equals_the_definition(name):
         )
 
 
-def test_structured_path_is_taken_for_dense_and_conv_layers():
-    model = cnn()
-    X = torch.randn(4, 2, 6, 6, dtype=F64)
+def plan(model, X, mode="mean"):
     with ta._evaluation(model):
-        plan = ta._TorchNtk("t", model, X, None, "mean", None).terms
-    kinds = {t.name: t.kind for t in plan}
-    assert kinds == {"0": "jacobian", "2": "jacobian", "5": "gram"}
-    with ta._evaluation(model):
-        plan = ta._TorchNtk(
-            "t", conv1d_layernorm(), torch.randn(4, 2, 7, dtype=F64), None, "mean", None
-        ).terms
-    generic = sorted(t.name for t in plan if t.kind == "generic")
-    assert generic == ["1.bias", "1.weight"]
+        X1 = ta._as_input("t", "X1", model, X)
+        return ta._TorchNtk("t", model, X1, None, mode, None).terms
+
+
+def test_structured_path_is_taken_where_its_contraction_is_cheaper():
+    # The dense head (one position) takes the Gram form; the convolutions,
+    # applied at 36 and 4 positions, cost less as per-sample Jacobians.
+    kinds = {t.name: t.kind for t in plan(cnn(), torch.randn(4, 2, 6, 6, dtype=F64))}
+    assert kinds == {
+        "5": "gram",
+        "0.weight": "jacobian",
+        "0.bias": "jacobian",
+        "2.weight": "jacobian",
+        "2.bias": "jacobian",
+    }
+    terms = plan(conv1d_layernorm(), torch.randn(4, 2, 7, dtype=F64))
+    assert [t.name for t in terms if t.kind == "gram"] == ["4"]
+    assert sorted(t.name for t in terms if t.kind == "jacobian") == [
+        "0.bias",
+        "0.weight",
+        "1.bias",
+        "1.weight",
+    ]
 
 
 class Tied(nn.Module):
@@ -238,20 +250,19 @@ def test_parameter_groups_split_when_features_exceed_the_budget(monkeypatch):
     model = cnn()
     X = torch.randn(6, 2, 6, 6, dtype=F64)
     reference = ta.empirical_ntk(model, X, output_mode="full")
-    monkeypatch.setattr(ta, "MEMORY_BUDGET", 1)
+    monkeypatch.setattr(_ntk, "MEMORY_BUDGET", 1)
     calls = counting(monkeypatch, ta._TorchNtk)
     with pytest.warns(RuntimeWarning, match="more than the"):
         K = ta.empirical_ntk(model, X, output_mode="full", batch_size=4)
-    n_terms = 6  # three layers, two of them conv (jacobian) and one dense (gram)
-    n_terms = len(ta._TorchNtk("t", model, X, None, "full", None).terms)
+    n_terms = len(plan(model, X, "full"))
     assert calls["features"] == 2 * n_terms
     assert calls["contract"] == 3 * n_terms
     assert torch.allclose(K, reference, rtol=0, atol=1e-10 * reference.abs().max())
 
 
 def test_batch_size_default_keeps_blocks_modest():
-    assert _common.choose_batch_size(100_000, 8 * 5000) == 1677
-    assert _common.block_slices(7, 3)[-1] == slice(6, 7)
+    assert _ntk.choose_batch_size(100_000, 8 * 5000) == 1677
+    assert _ntk.block_slices(7, 3)[-1] == slice(6, 7)
 
 
 # --------------------------------------------------------------------------- #
@@ -326,7 +337,7 @@ def test_dense_layers_give_inputs_and_weights_as_d_in_by_d_out():
 
 
 def test_dense_layers_need_a_linear_layer():
-    with pytest.raises(ValueError, match="calls no dense layer"):
+    with pytest.raises(ValueError, match="uses no dense layer"):
         ta.dense_layers(nn.Sequential(nn.Tanh()), torch.randn(2, 3))
 
 

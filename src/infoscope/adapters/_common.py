@@ -1,46 +1,36 @@
-"""What the framework adapters share: argument checks, blocking and the NTK plan.
+"""What the framework adapters share besides the NTK engine.
 
-Nothing here imports a framework. The torch and JAX modules compute, per block
-of samples, the *features* of each group of parameters (activation and
-back-propagated-signal matrices for dense and convolutional layers, per-sample
-Jacobians for everything else) and contract the features of block pairs into
-NTK blocks; this module decides the blocks, the groups and the order.
+Argument checks, the per-layer outputs of ``activations``, the selection of
+a model's output for the NTK, and the pooling of sequence activations.
+Nothing here imports a framework; the pooling is written once against the
+array API.
 """
 
 from __future__ import annotations
 
 import numbers
-import warnings
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+
+import array_api_compat as compat
+import numpy as np
 
 __all__ = [
     "OUTPUT_MODES",
+    "POOLINGS",
     "LayerOutputs",
-    "MEMORY_BUDGET",
-    "Term",
-    "block_slices",
     "check_batch_size",
     "check_layers",
     "check_output_mode",
-    "check_same_sample_shape",
-    "choose_batch_size",
-    "group_terms",
-    "pair_schedule",
+    "check_pool",
+    "pool_activations",
+    "pool_sequence",
+    "select_output",
 ]
 
 OUTPUT_MODES = ("mean", "sum", "full")
 
-# Bytes the stored per-sample features of one parameter group may take. When
-# the features of all parameters for all samples fit, every sample block is
-# passed through the network once; otherwise the parameters are split into
-# groups that fit and the blocks are passed once per group.
-MEMORY_BUDGET = 512 * 2**20
-
-# Samples per block when `batch_size` is None: the working memory of one block
-# pair (and of one forward/backward pass) scales with it.
-_WORKING_BYTES = 64 * 2**20
+POOLINGS = ("mean", "first", "last")
 
 
 def check_output_mode(caller: str, output_mode: Any) -> str:
@@ -83,22 +73,6 @@ def check_batch_size(caller: str, batch_size: Any) -> int | None:
     return int(batch_size)
 
 
-def check_same_sample_shape(caller: str, X1: Any, X2: Any) -> None:
-    """Raise unless the samples of `X2` have the shape of those of `X1`.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> check_same_sample_shape("f", np.ones((3, 2)), np.ones((5, 2)))
-    """
-    if tuple(X2.shape[1:]) != tuple(X1.shape[1:]):
-        raise ValueError(
-            f"{caller}: `X2` has samples of shape {tuple(X2.shape[1:])} but "
-            f"`X1` has samples of shape {tuple(X1.shape[1:])}; pass inputs of "
-            f"the same model (or X2=None for the NTK of X1 with itself)."
-        )
-
-
 def check_layers(caller: str, layers: Any, available: Sequence[str]) -> list[str]:
     """The requested layer names, each checked against `available`.
 
@@ -130,167 +104,6 @@ def check_layers(caller: str, layers: Any, available: Sequence[str]) -> list[str
     if len(set(names)) != len(names):
         raise ValueError(f"{caller}: `layers` names a layer twice: {names}.")
     return names
-
-
-def choose_batch_size(n: int, bytes_per_sample: float) -> int:
-    """Samples per block so that one block's working memory stays modest.
-
-    Examples
-    --------
-    >>> choose_batch_size(10_000, 8 * 1000)
-    8192
-    >>> choose_batch_size(100, 8 * 1000)
-    100
-    """
-    b = int(_WORKING_BYTES // max(bytes_per_sample, 1.0))
-    b = max(16, min(b, 8192))
-    return max(1, min(n, b))
-
-
-def block_slices(n: int, batch_size: int) -> list[slice]:
-    """Consecutive slices of ``range(n)`` of length `batch_size` (the last shorter).
-
-    Examples
-    --------
-    >>> block_slices(5, 2)
-    [slice(0, 2, None), slice(2, 4, None), slice(4, 5, None)]
-    """
-    return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
-
-
-def pair_schedule(n_rows: int, n_cols: int | None) -> list[tuple[int, int]]:
-    """The block pairs to contract: the upper triangle when symmetric.
-
-    ``n_cols=None`` means the column blocks are the row blocks (``X2 is
-    None``): then only pairs ``(i, j)`` with ``i <= j`` are contracted and
-    the others are filled in by transposition.
-
-    Examples
-    --------
-    >>> pair_schedule(3, None)
-    [(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]
-    >>> len(pair_schedule(2, 3))
-    6
-    """
-    if n_cols is None:
-        return [(i, j) for i in range(n_rows) for j in range(i, n_rows)]
-    return [(i, j) for i in range(n_rows) for j in range(n_cols)]
-
-
-@dataclass
-class Term:
-    """One contribution to the NTK: a group of parameters and how it is computed.
-
-    Attributes
-    ----------
-    name : str
-        Readable name (a layer or the parameters of the generic path).
-    kind : {"gram", "jacobian"}
-        ``"gram"``: a dense or convolutional weight whose per-sample
-        Jacobian is the outer product of its input (``A``: samples x
-        positions x inputs, a column of ones for the bias) and the signal
-        back-propagated to its output (``G``: samples x outputs x positions x
-        units); the NTK block is ``sum_pq (A_ip . A_jq)(G_iap . G_jbq)``.
-        ``"jacobian"``: per-sample Jacobians (samples x outputs x parameters),
-        formed from ``A`` and ``G`` or by the generic path.
-    bytes_per_sample : float
-        Memory of its stored features, per sample.
-    key : Any
-        What the framework module needs to find it again (module, leaves).
-    """
-
-    name: str
-    kind: str
-    bytes_per_sample: float
-    key: Any = None
-    info: dict = field(default_factory=dict)
-
-
-def structured_kind(positions: int, n_in: int, n_out: int, k: int, full: bool) -> str:
-    """``"gram"`` or ``"jacobian"``: the cheaper way to contract one weight.
-
-    Per pair of samples the Gram form costs ``P^2 (n_in + k n_out)`` ("mean")
-    or ``P^2 (n_in + k^2 n_out)`` ("full") and the Jacobian form
-    ``k n_in n_out`` or ``k^2 n_in n_out``, P being the number of positions
-    the weight is applied at (1 for a dense layer on vectors).
-
-    Examples
-    --------
-    >>> structured_kind(1, 256, 256, 10, full=False)
-    'gram'
-    >>> structured_kind(64, 27, 16, 10, full=False)
-    'jacobian'
-    """
-    kk = k * k if full else k
-    gram = positions * positions * (n_in + kk * n_out)
-    jac = kk * n_in * n_out
-    return "gram" if gram <= jac else "jacobian"
-
-
-def group_terms(
-    terms: Sequence[Term], n_samples: int, budget: float = MEMORY_BUDGET
-) -> list[list[Term]]:
-    """Split `terms` into groups whose features for all samples fit `budget`.
-
-    Each group costs one pass of every sample block through the network, so
-    the groups are as few as the budget allows. A term larger than the budget
-    on its own forms its own group (with a warning: it will take more memory
-    than the budget).
-
-    Examples
-    --------
-    >>> ts = [Term("a", "gram", 8.0), Term("b", "gram", 8.0)]
-    >>> [[t.name for t in g] for g in group_terms(ts, 10, budget=200)]
-    [['a', 'b']]
-    >>> [[t.name for t in g] for g in group_terms(ts, 10, budget=100)]
-    [['a'], ['b']]
-    """
-    groups: list[list[Term]] = []
-    current: list[Term] = []
-    used = 0.0
-    for term in terms:
-        size = term.bytes_per_sample * n_samples
-        if size > budget:
-            warnings.warn(
-                f"the per-sample features of {term.name!r} take "
-                f"{size / 2**30:.2f} GiB for {n_samples} samples, more than the "
-                f"{budget / 2**30:.2f} GiB budget; computing them anyway",
-                RuntimeWarning,
-                stacklevel=4,
-            )
-        if current and used + size > budget:
-            groups.append(current)
-            current, used = [], 0.0
-        current.append(term)
-        used += size
-    if current:
-        groups.append(current)
-    return groups
-
-
-def run_blocked(
-    features: Callable[[int, slice, list[Term]], Any],
-    contract: Callable[[Any, Any, list[Term]], Any],
-    store: Callable[[int, int, Any], None],
-    groups: list[list[Term]],
-    rows: list[slice],
-    cols: list[slice] | None,
-) -> None:
-    """Drive the blocked NTK: features once per (block, group), pairs once.
-
-    `features(side, block, group)` computes the features of the samples in
-    `block` of input set `side` (0: X1, 1: X2); `contract(f_i, f_j, group)`
-    turns the features of two blocks into an NTK block; `store(i, j, block)`
-    adds it to the result. With ``cols=None`` (symmetric) only pairs
-    ``i <= j`` are contracted.
-    """
-    schedule = pair_schedule(len(rows), None if cols is None else len(cols))
-    for group in groups:
-        left = [features(0, block, group) for block in rows]
-        right = left if cols is None else [features(1, block, group) for block in cols]
-        for i, j in schedule:
-            store(i, j, contract(left[i], right[j], group))
-        del left, right
 
 
 class LayerOutputs:
@@ -352,3 +165,195 @@ class LayerOutputs:
                 key = name if c == 0 else f"{name}:{c}"
                 result[key] = concatenate([b[c] for b in per_block])
         return result
+
+
+# --------------------------------------------------------------------------- #
+# The model's output for the NTK
+# --------------------------------------------------------------------------- #
+
+
+def select_output(
+    caller: str, out: Any, output: Any, is_array: Callable[[Any], bool]
+) -> Any:
+    """The array of a model's output `out` that the NTK differentiates.
+
+    `output` is None (the model returns one array), a key (``str``: a
+    field of a dict or a HuggingFace ``ModelOutput``; ``int``: a position in
+    a tuple or list) or a callable ``output(out) -> array``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> select_output("f", {"logits": np.ones((2, 3))}, "logits",
+    ...               lambda a: isinstance(a, np.ndarray)).shape
+    (2, 3)
+    """
+    if output is None:
+        selected = out
+    elif callable(output):
+        selected = output(out)
+    else:
+        try:
+            selected = out[output]
+        except (KeyError, IndexError, TypeError):
+            raise ValueError(
+                f"{caller}: `output={output!r}` selects nothing from the model's "
+                f"output ({_describe(out)}); {_choices(out)}"
+            ) from None
+    if not is_array(selected):
+        what = "the model returns" if output is None else f"`output={output!r}` gives"
+        raise ValueError(
+            f"{caller}: {what} {_describe(selected)}; the NTK needs one array of "
+            f"outputs, one row per sample. {_choices(selected)}"
+        )
+    return selected
+
+
+def _describe(out: Any) -> str:
+    if isinstance(out, Mapping):
+        return f"a {type(out).__name__} with keys {list(out)}"
+    if isinstance(out, (tuple, list)):
+        return f"a {type(out).__name__} of {len(out)}"
+    return f"a {type(out).__name__}"
+
+
+def _choices(out: Any) -> str:
+    if isinstance(out, Mapping):
+        keys = list(out)
+        return (
+            f"Select one with `output=` a key ({keys[0]!r}, ...) or a callable "
+            f"(e.g. `output=lambda out: out[{keys[0]!r}][:, 0]`)."
+            if keys
+            else "Select an array with `output=` a callable."
+        )
+    if isinstance(out, (tuple, list)):
+        return "Select one with `output=` an index (e.g. `output=0`) or a callable."
+    return "Select an array with `output=` a key, an index or a callable."
+
+
+# --------------------------------------------------------------------------- #
+# Pooling sequence activations
+# --------------------------------------------------------------------------- #
+
+
+def check_pool(caller: str, pool: Any, mask: Any) -> str | None:
+    """`pool` if it is None or one of :data:`POOLINGS`, else a ValueError.
+
+    Examples
+    --------
+    >>> check_pool("f", "mean", None)
+    'mean'
+    """
+    if pool is not None and (not isinstance(pool, str) or pool not in POOLINGS):
+        raise ValueError(
+            f"{caller}: `pool` must be None (activations as the layers return "
+            f"them), 'mean' (mean over the unmasked tokens), 'first' (the first "
+            f"token) or 'last' (the last unmasked token); got {pool!r}."
+        )
+    if pool is None and mask is not None:
+        raise ValueError(
+            f"{caller}: `mask` is given but `pool` is None; the mask only says "
+            f"which tokens pooling averages or picks. Pass pool='mean', 'first' "
+            f"or 'last'."
+        )
+    return pool
+
+
+def pool_sequence(a: Any, pool: str, mask: Any = None) -> Any:
+    """One row per sample from a sequence activation ``(n, t, ...)``.
+
+    Parameters
+    ----------
+    a : array
+        Activations with the tokens along the second axis.
+    pool : {"mean", "first", "last"}
+        ``"mean"``: the mean over the unmasked tokens; ``"first"``: the first
+        token (a ``[CLS]`` token); ``"last"``: the last unmasked token.
+    mask : array, optional
+        ``(n, t)``, nonzero (or True) for the tokens that count, zero for
+        padding; by default every token counts. It is moved to the
+        namespace and device of `a`.
+
+    Returns
+    -------
+    array
+        ``(n, ...)``, of the namespace, device and dtype of `a`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.arange(12.0).reshape(2, 3, 2)
+    >>> mask = np.array([[1, 1, 0], [1, 1, 1]])
+    >>> pool_sequence(a, "mean", mask).tolist()
+    [[1.0, 2.0], [8.0, 9.0]]
+    >>> pool_sequence(a, "last", mask).tolist()
+    [[2.0, 3.0], [10.0, 11.0]]
+    """
+    xp = compat.array_namespace(a)
+    n, t = a.shape[0], a.shape[1]
+    device = compat.device(a)
+    if mask is None:
+        keep = xp.ones((n, t), dtype=a.dtype, device=device)
+    else:
+        keep = xp.asarray(_to_namespace(mask, xp, device) != 0, dtype=a.dtype)
+    positions = xp.arange(1, t + 1, dtype=a.dtype, device=device)[None, :]
+    if pool == "first":
+        weights = xp.asarray(positions == 1, dtype=a.dtype) * xp.ones_like(keep)
+    elif pool == "last":
+        last = xp.max(keep * positions, axis=1, keepdims=True)
+        weights = xp.asarray(positions == last, dtype=a.dtype)
+    else:
+        weights = keep
+    shape = (n, t) + (1,) * (a.ndim - 2)
+    weights = xp.reshape(weights, shape)
+    total = xp.sum(weights, axis=1)
+    total = xp.where(total == 0, xp.ones_like(total), total)
+    return xp.sum(a * weights, axis=1) / total
+
+
+def pool_activations(
+    caller: str, acts: dict, pool: str, mask: Any, inputs: Any
+) -> dict:
+    """`acts` pooled over their token axis (the adapters' ``pool=`` option).
+
+    `mask` is None, an ``(n, t)`` array, or the key or position of one in
+    `inputs` (an :class:`~infoscope.adapters._inputs.Inputs`). Activations with
+    fewer than three axes, whose second axis is not ``t`` long, or that are
+    not floating (masks) are kept as they are.
+    """
+    if isinstance(mask, (str, int)) and not isinstance(mask, bool):
+        found = [v for key, v, is_arr in inputs.items if is_arr and key == mask]
+        if not found:
+            keys = [key for key, _, is_arr in inputs.items if is_arr]
+            raise ValueError(
+                f"{caller}: `mask={mask!r}` names no array of `X` (it has "
+                f"{keys}); pass the key or position of the mask in `X`, or the "
+                f"mask itself."
+            )
+        mask = found[0]
+    if mask is not None and not hasattr(mask, "shape"):
+        mask = np.asarray(mask)
+    if mask is not None and (len(mask.shape) != 2 or int(mask.shape[0]) != inputs.n):
+        raise ValueError(
+            f"{caller}: `mask` must be (n_samples, n_tokens) = ({inputs.n}, t); "
+            f"got shape {tuple(mask.shape)}."
+        )
+    t = None if mask is None else int(mask.shape[1])
+    return {
+        name: pool_sequence(a, pool, mask)
+        if a.ndim >= 3
+        and (t is None or a.shape[1] == t)
+        and compat.array_namespace(a).isdtype(a.dtype, "real floating")
+        else a
+        for name, a in acts.items()
+    }
+
+
+def _to_namespace(mask: Any, xp: Any, device: Any) -> Any:
+    """`mask` as an array of `xp` on `device` (a copy through NumPy if elsewhere)."""
+    if compat.is_array_api_obj(mask) and compat.array_namespace(mask) is xp:
+        if compat.device(mask) == device:
+            return mask
+    from ..backends import to_numpy
+
+    return xp.asarray(to_numpy(mask), device=device)

@@ -38,20 +38,25 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import weakref
 from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
+from . import _jax_model as _jax_reading
+from . import _ntk
 from . import jax as _jax_adapter
 from . import torch as _torch_adapter
 from ._common import (
     LayerOutputs,
-    block_slices,
     check_batch_size,
     check_layers,
     check_output_mode,
-    check_same_sample_shape,
+    check_pool,
+    pool_activations,
+    select_output,
 )
+from ._inputs import Inputs, check_same_inputs
 
 __all__ = ["activations", "dense_layers", "empirical_ntk"]
 
@@ -99,11 +104,12 @@ def _check_model(caller: str, model: Any) -> tuple[Any, str]:
     return keras, backend
 
 
-def _as_input(caller: str, name: str, model: Any, backend: str, X: Any) -> Any:
-    """`X` as the backend's array on the device and float dtype of the weights."""
+def _as_input(caller: str, name: str, model: Any, backend: str, X: Any) -> Inputs:
+    """`X` as the backend's arrays on the device and float dtype of the weights."""
     if backend == "torch":
         return _torch_adapter._as_input(caller, name, model, X)
-    return _jax_adapter._as_input(caller, name, [v.value for v in model.variables], X)
+    place = _jax_reading._leaf_place([v.value for v in model.variables])
+    return _jax_reading._as_input(caller, name, place, X)
 
 
 def _is_array(backend: str, x: Any) -> bool:
@@ -137,16 +143,20 @@ def _detached(backend: str, x: Any) -> Any:
     return x.detach() if backend == "torch" else x
 
 
-def _apply(caller: str, model: Any, x: Any, name: str) -> Any:
-    """``model(x, training=False)``, with a clear error if it does not take `x`."""
+def _apply(caller: str, model: Any, x: Inputs, name: str) -> Any:
+    """``model(x, training=False)``, with a clear error if it does not take `x`.
+
+    Keras takes several inputs as one list or dict, so `x` goes in as the
+    structure it came in.
+    """
     try:
-        return model(x, training=False)
+        return model(x.structure(), training=False)
     except Exception as exc:  # the user's model, any error it raises
         raise ValueError(
-            f"{caller}: the model could not be applied to `{name}` (samples of "
-            f"shape {tuple(x.shape[1:])}, dtype {x.dtype}): {type(exc).__name__}: "
-            f"{exc}. Pass inputs the model accepts (one array, samples along "
-            f"the first axis)."
+            f"{caller}: the model could not be applied to `{name}` "
+            f"({x.describe()}): {type(exc).__name__}: {exc}. Pass inputs the "
+            f"model accepts (an array, or a list or dict of arrays for a model "
+            f"with several inputs), samples along the first axis."
         ) from exc
 
 
@@ -226,7 +236,13 @@ def _all_layers(model: Any) -> list[Any]:
 
 
 def activations(
-    model: Any, X: Any, layers: Any = None, batch_size: int | None = None
+    model: Any,
+    X: Any,
+    layers: Any = None,
+    batch_size: int | None = None,
+    *,
+    pool: str | None = None,
+    mask: Any = None,
 ) -> dict[str, Any]:
     """The outputs of a Keras model's layers on inputs `X`.
 
@@ -235,17 +251,24 @@ def activations(
     model : keras.Model
         A built model (Sequential, functional or subclassed) on the JAX or
         PyTorch backend, run with ``training=False``.
-    X : array-like
-        Inputs, samples along the first axis. An array of the backend
-        (``jax.Array``, ``torch.Tensor``) must be on the weights' device;
-        other arrays are converted to the backend, that device and the
-        weights' float dtype.
+    X : array-like, or list, tuple or dict of them
+        Inputs, samples along the first axis (a list or dict for a model
+        with several inputs, passed to it as one argument, as Keras takes
+        them). An array of the backend (``jax.Array``, ``torch.Tensor``)
+        must be on the weights' device; other arrays are converted to the
+        backend, that device and (floats) the weights' float dtype.
     layers : str or list of str, optional
         Names of layers in ``model.layers`` (``layer.name``). By default
         every one of them except the InputLayers whose output has the
         samples along its first axis.
     batch_size : int, optional
         Samples per forward pass; by default all of `X` at once.
+    pool : {"mean", "first", "last"}, optional
+        Pool each activation with three or more axes over its second axis
+        (tokens): see :func:`infoscope.adapters.torch.activations`.
+    mask : array-like, str or int, optional
+        With `pool`: ``(n, t)``, nonzero for the tokens that count, or the
+        key or position of that array in `X`.
 
     Returns
     -------
@@ -282,12 +305,13 @@ def activations(
     """
     caller = _PREFIX + "activations"
     keras, backend = _check_model(caller, model)
+    pool = check_pool(caller, pool, mask)
     available = _named_layers(caller, keras, model)
     explicit = layers is not None
     names = check_layers(caller, layers, list(available))
     batch_size = check_batch_size(caller, batch_size)
     X = _as_input(caller, "X", model, backend, X)
-    n = X.shape[0]
+    n = X.n
     outputs = LayerOutputs(caller, names, explicit=explicit)
 
     def recorder(name: str) -> Callable:
@@ -298,11 +322,14 @@ def activations(
 
     recorders = [(available[name], recorder(name)) for name in names]
     with _no_graph(backend), _intercepting(recorders):
-        for block in block_slices(n, batch_size or n):
+        for block in _ntk.block_slices(n, batch_size or n):
             outputs.start()
-            _apply(caller, model, X[block], "X")
+            _apply(caller, model, X.take(block), "X")
             outputs.finish(block.stop - block.start, partial(_detached, backend))
-    return outputs.joined(partial(_concatenate, backend))
+    result = outputs.joined(partial(_concatenate, backend))
+    if pool is None:
+        return result
+    return pool_activations(caller, result, pool, mask, X)
 
 
 def dense_layers(model: Any, X: Any) -> list[tuple[str, Any, Any]]:
@@ -318,8 +345,8 @@ def dense_layers(model: Any, X: Any) -> list[tuple[str, Any, Any]]:
     model : keras.Model
         A built model on the JAX or PyTorch backend, run once on `X` with
         ``training=False``.
-    X : array-like
-        Inputs, samples along the first axis.
+    X : array-like, or list, tuple or dict of them
+        Inputs, samples along the first axis (see :func:`activations`).
 
     Returns
     -------
@@ -398,6 +425,8 @@ def empirical_ntk(
     X2: Any = None,
     output_mode: str = "mean",
     batch_size: int | None = None,
+    *,
+    output: Any = None,
 ) -> Any:
     """The empirical neural tangent kernel of a Keras model.
 
@@ -408,14 +437,16 @@ def empirical_ntk(
     Parameters
     ----------
     model : keras.Model
-        A built model on the JAX or PyTorch backend with one output array
-        (all axes after the first flattened into ``k`` outputs), per sample:
-        row i depends on sample i only.
-    X1 : array-like
-        ``n1`` inputs, samples along the first axis.
-    X2 : array-like, optional
-        ``n2`` inputs of the same shape; by default `X1` (the symmetric
-        case, where each block pair is contracted once and mirrored).
+        A built model on the JAX or PyTorch backend whose output (the array
+        `output` selects; all axes after the first flattened into ``k``
+        outputs) is per sample: row i depends on sample i only.
+    X1 : array-like, or list, tuple or dict of them
+        ``n1`` inputs, samples along the first axis (see
+        :func:`activations`).
+    X2 : same as X1, optional
+        ``n2`` inputs of the same structure and sample shapes; by default
+        `X1` (the symmetric case, where each block pair is contracted once
+        and mirrored).
     output_mode : {"mean", "sum", "full"}, default="mean"
         ``"mean"``: ``(1/k) sum_a Theta[(i, a), (j, a)]``, ``n1 x n2``.
         ``"sum"``: the NTK of the summed outputs, ``sum_ab Theta[(i, a), (j,
@@ -423,6 +454,10 @@ def empirical_ntk(
         ``i k + a``).
     batch_size : int, optional
         Samples per block; by default chosen from the model's size.
+    output : str, int or callable, optional
+        For a model with several outputs: which one (a key of its output
+        dict, an index into its output list, or a callable ``output(out) ->
+        array``).
 
     Returns
     -------
@@ -433,9 +468,10 @@ def empirical_ntk(
     ------
     ValueError
         If `output_mode` or `batch_size` is invalid, `X2`'s samples differ in
-        shape from `X1`'s, the model does not take the inputs or has more
-        than one output, has no trainable weight, is not built, or its
-        backend is not JAX or PyTorch.
+        structure or shape from `X1`'s, the model does not take the inputs
+        or has more than one output and no `output` selects one, has no
+        trainable weight, is not built, or its backend is not JAX or
+        PyTorch.
     TypeError
         If `model` is not a Keras 3 model.
 
@@ -481,30 +517,36 @@ def empirical_ntk(
     X1 = _as_input(caller, "X1", model, backend, X1)
     if X2 is not None:
         X2 = _as_input(caller, "X2", model, backend, X2)
-        check_same_sample_shape(caller, X1, X2)
-    _check_outputs(caller, model, backend, X1)
+        check_same_inputs(caller, X1, X2)
+    checked = _CHECKED.setdefault(model, set())
+    signature = (
+        X1.sample_signature(),
+        output if isinstance(output, str | int) else id(output),
+    )
+    if signature not in checked:  # once per model and inputs: it runs the model
+        _check_outputs(caller, model, backend, X1, output)
+        checked.add(signature)
+    X1s, X2s = X1.structure(), None if X2 is None else X2.structure()
     if backend == "jax":
-        apply_fn, params = _jax_function(model)
-        return _jax_adapter.empirical_ntk(apply_fn, params, X1, X2, mode, batch_size)
-    module = _torch_function(model)
-    return _torch_adapter.empirical_ntk(module, X1, X2, mode, batch_size)
+        jax_model = _jax_model(caller, model, X1.kind, output)
+        return _jax_adapter._ntk_of(caller, jax_model, X1s, X2s, mode, batch_size)
+    module = _torch_function(model, X1.kind)
+    return _torch_adapter.empirical_ntk(
+        module, X1s, X2s, mode, batch_size, output=output
+    )
 
 
-def _check_outputs(caller: str, model: Any, backend: str, X: Any) -> None:
-    """The model applies to `X` and returns one array with a row per sample."""
-    x = X[:2]
+def _check_outputs(
+    caller: str, model: Any, backend: str, X: Inputs, output: Any
+) -> None:
+    """The model applies to `X` and gives one array with a row per sample."""
+    x = X.take(slice(0, 2))
     with _no_graph(backend):
         out = _apply(caller, model, x, "X1")
-    if not _is_array(backend, out):
-        count = f" of {len(out)}" if isinstance(out, (list, tuple, dict)) else ""
+    out = select_output(caller, out, output, partial(_is_array, backend))
+    if out.ndim == 0 or out.shape[0] != x.n:
         raise ValueError(
-            f"{caller}: the model returns a {type(out).__name__}{count}; the NTK "
-            f"needs a model with one output array (select one with "
-            f"`keras.Model(model.inputs, model.outputs[i])`)."
-        )
-    if out.ndim == 0 or out.shape[0] != x.shape[0]:
-        raise ValueError(
-            f"{caller}: the model maps {x.shape[0]} samples to an output of shape "
+            f"{caller}: the model maps {x.n} samples to an output of shape "
             f"{tuple(out.shape)}; the NTK needs one output row per sample."
         )
 
@@ -518,28 +560,54 @@ def _weight_names(variables: list[Any]) -> list[str]:
     return names
 
 
-def _jax_function(model: Any) -> tuple[Callable, dict[str, Any]]:
-    """``apply_fn(params, x)`` and ``params``: the model as a pure function.
+def _structure(kind: str, args: tuple, kwargs: dict) -> Any:
+    """The one argument a Keras model takes: an array, a list or a dict."""
+    if kind == "kwargs":
+        return kwargs
+    return args[0] if kind == "array" else list(args)
 
-    ``params`` holds the trainable weights by path; the non-trainable ones
-    (moving statistics, seeds) are constants of the function.
+
+def _jax_model(caller: str, model: Any, kind: str, output: Any) -> Any:
+    """The model as the JAX adapter's function of its weights.
+
+    The trainable weights (by path) are differentiated, the non-trainable
+    ones (moving statistics, seeds) passed through fixed; both are arguments
+    of the function, which is the same object for every call on this model,
+    so the JAX adapter reads the program once for a training loop. Several
+    inputs arrive as positional or keyword arguments (`kind`) and go to the
+    model as one list or dict.
     """
+    functions = _JAX_FUNCTIONS.setdefault(model, {})
+    fn = functions.get(kind)
+    if fn is None:
+        ref = weakref.ref(model)  # the function must not keep the model alive
+
+        def fn(params: dict[str, Any], fixed: list, *args: Any, **kwargs: Any) -> Any:
+            keras_model = ref()
+            names = _weight_names(list(keras_model.trainable_variables))
+            values = [params[name] for name in names]
+            x = _structure(kind, args, kwargs)
+            return keras_model.stateless_call(values, fixed, x, training=False)[0]
+
+        functions[kind] = fn
     trainable = list(model.trainable_variables)
     names = _weight_names(trainable)
     params = {name: v.value for name, v in zip(names, trainable, strict=True)}
     fixed = [v.value for v in model.non_trainable_variables]
+    return _jax_reading._Model(caller, fn, params, fixed, ("keras", fn, kind), output)
 
-    def apply_fn(params: dict[str, Any], x: Any) -> Any:
-        values = [params[name] for name in names]
-        return model.stateless_call(values, fixed, x, training=False)[0]
 
-    return apply_fn, params
+# The input structures and outputs whose output shape was checked, per model.
+_CHECKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+# One function per Keras model (and input structure), kept while the model is.
+_JAX_FUNCTIONS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 _TORCH_FUNCTION: list[type] = []
 
 
-def _torch_function(model: Any) -> Any:
+def _torch_function(model: Any, kind: str) -> Any:
     """The model as a ``torch.nn.Module`` whose parameters it reads.
 
     Its parameters are the trainable weights (new ``Parameter`` objects that
@@ -551,8 +619,9 @@ def _torch_function(model: Any) -> Any:
         torch = sys.modules["torch"]
 
         class KerasFunction(torch.nn.Module):
-            def __init__(self, model: Any) -> None:
+            def __init__(self, model: Any, kind: str) -> None:
                 super().__init__()
+                self._kind = kind
                 trainable = list(model.trainable_variables)
                 self._names = _weight_names(trainable)
                 for name, v in zip(self._names, trainable, strict=True):
@@ -561,11 +630,12 @@ def _torch_function(model: Any) -> Any:
                 self._fixed = [v.value.detach() for v in model.non_trainable_variables]
                 object.__setattr__(self, "_keras_model", model)  # not a submodule
 
-            def forward(self, x: Any) -> Any:
+            def forward(self, *args: Any, **kwargs: Any) -> Any:
                 values = [self._parameters[name] for name in self._names]
+                x = _structure(self._kind, args, kwargs)
                 return self._keras_model.stateless_call(
                     values, self._fixed, x, training=False
                 )[0]
 
         _TORCH_FUNCTION.append(KerasFunction)
-    return _TORCH_FUNCTION[0](model)
+    return _TORCH_FUNCTION[0](model, kind)
