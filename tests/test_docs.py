@@ -26,6 +26,7 @@ API = ROOT / "docs" / "api.rst"
 # submodules; those are documented through their own names.
 PUBLIC_MODULES = (
     "infoscope",
+    "infoscope.adapters",
     "infoscope.adapters.torch",
     "infoscope.adapters.jax",
     "infoscope.adapters.keras",

@@ -507,7 +507,8 @@ def test_similarity_to_the_initial_previous_and_a_given_model(net, tmp_path):
     )
     first = monitor.record(0, net)
     assert [first.value("cka_to_initial", la) for la in layers] == pytest.approx(
-        [1.0, 1.0], abs=1e-6  # float32 activations
+        [1.0, 1.0],
+        abs=1e-6,  # float32 activations
     )
     assert "cka_to_previous" not in {m for _, m, _ in first.values}
     assert first.value("mknn_to_reference", "2") == pytest.approx(1.0)
@@ -574,3 +575,88 @@ def test_report_draws_similarity_to_the_start_as_layers_by_steps(net):
         [table[table.layer == la].sort_values("step").value.to_numpy() for la in "12"]
     )
     np.testing.assert_allclose(np.asarray(image.get_array()), expected)
+
+
+# ---- issue 17: multi-input models and masked sequences in the probe set
+
+
+class TwoInputs(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(2, 4, 3)
+        self.dense = torch.nn.Linear(5, 8)
+        self.head = torch.nn.Linear(4 * 4 * 4 + 8, 3)
+
+    def forward(self, image, vector):
+        a = torch.tanh(self.conv(image)).flatten(1)
+        b = torch.relu(self.dense(vector))
+        return self.head(torch.cat([a, b], dim=1))
+
+
+def test_a_two_input_model_is_recorded_on_its_probe_set():
+    from infoscope import HSICPlane, NodeSNR, NTKEntropy, hsic, ntk_entropy
+    from infoscope.adapters.torch import activations, empirical_ntk
+
+    rng = np.random.default_rng(0)
+    X = (
+        rng.standard_normal((60, 2, 6, 6)).astype(np.float32),
+        rng.standard_normal((60, 5)).astype(np.float32),
+    )
+    y = rng.integers(0, 3, 60)
+    model = TwoInputs()
+    monitor = Monitor(
+        [HSICPlane(), NodeSNR(), NTKEntropy()], X, y, layers=["dense", "head"],
+        progress=False,
+    )  # fmt: skip
+    record = monitor.record(0, model)
+    acts = activations(model, X, ["dense", "head"])
+    # HSIC(H, X) takes the inputs as one array: both flattened, side by side.
+    flat = np.concatenate([X[0].reshape(60, -1), X[1]], axis=1)
+    assert record.value("hsic_x", "head") == pytest.approx(
+        hsic(acts["head"], torch.from_numpy(flat)), rel=1e-4  # float32
+    )
+    assert record.value("ntk_entropy") == pytest.approx(
+        ntk_entropy(empirical_ntk(model, X)), rel=1e-5
+    )
+    assert {layer for layer, m, _ in record.values if m == "snr_optimality"} == {
+        "dense",
+        "head",
+    }
+    with pytest.raises(ValueError, match="Monitor: X must be the probe inputs"):
+        Monitor(DiffusionSpectralEntropy(), (X[0], X[1][:50]))
+
+
+def test_a_transformer_with_a_padding_mask_pooled_over_its_tokens():
+    from infoscope.adapters.torch import activations
+
+    class Encoder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.embed = torch.nn.Embedding(30, 16)
+            layer = torch.nn.TransformerEncoderLayer(16, 2, 32, batch_first=True)
+            self.encoder = torch.nn.TransformerEncoder(layer, 2)
+            self.head = torch.nn.Linear(16, 3)
+
+        def forward(self, tokens, padding_mask):
+            h = self.encoder(self.embed(tokens), src_key_padding_mask=padding_mask)
+            keep = (~padding_mask).unsqueeze(-1).to(h.dtype)
+            return self.head((h * keep).sum(1) / keep.sum(1))
+
+    rng = np.random.default_rng(1)
+    tokens = rng.integers(0, 30, (40, 7))
+    padding = np.arange(7)[None, :] >= rng.integers(2, 8, 40)[:, None]
+    model = Encoder()
+    monitor = Monitor(
+        DiffusionSpectralEntropy(), (tokens, padding), layers=["encoder"],
+        pool="mean", mask=1, progress=False,
+    )  # fmt: skip
+    record = monitor.record(0, model)
+    pooled = activations(model, (tokens, padding), ["encoder"], pool="mean", mask=1)
+    assert pooled["encoder"].shape == (40, 16)
+    from infoscope import diffusion_spectral_entropy
+
+    assert record.value("dse", "encoder") == pytest.approx(
+        diffusion_spectral_entropy(pooled["encoder"]), rel=1e-5
+    )

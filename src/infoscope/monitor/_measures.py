@@ -59,7 +59,9 @@ class Probe:
     step : int
         The record's step.
     X : array
-        The probe inputs, on the library and device of the model's outputs.
+        The probe inputs as one array, on the library and device of the
+        model's outputs (a multi-input model's floating-point inputs
+        flattened per sample and concatenated).
     y : array or None
         The probe labels as integer codes, likewise (None without labels).
     activations : dict of str to array
@@ -73,6 +75,9 @@ class Probe:
     model : object or None
         The model as given to ``record`` (for JAX, ``apply_fn`` with its
         params bound), if some measure needs ``"model"``.
+    inputs : array, or tuple, list or dict of arrays, or None
+        The probe inputs in the structure the model takes them, on the same
+        library and device.
 
     Examples
     --------
@@ -90,6 +95,7 @@ class Probe:
     dense: Sequence[tuple[str, Any, Any]] = ()
     ntk: Any = None
     model: Any = None
+    inputs: Any = None
 
 
 class Measure:

@@ -16,19 +16,25 @@ class Adapted:
     def __init__(self, module: Any, args: tuple):
         self.module, self.args = module, args
 
-    def activations(self, X: Any, layers: Any, batch_size: Any) -> dict[str, Any]:
-        return self.module.activations(*self.args, X, layers, batch_size)
+    def activations(
+        self, X: Any, layers: Any, batch_size: Any, pool: Any, mask: Any
+    ) -> dict[str, Any]:
+        return self.module.activations(
+            *self.args, X, layers, batch_size, pool=pool, mask=mask
+        )
 
     def dense_layers(self, X: Any) -> list[tuple[str, Any, Any]]:
         return self.module.dense_layers(*self.args, X)
 
-    def empirical_ntk(self, X: Any, batch_size: Any) -> Any:
-        return self.module.empirical_ntk(*self.args, X, batch_size=batch_size)
+    def empirical_ntk(self, X: Any, batch_size: Any, output: Any) -> Any:
+        return self.module.empirical_ntk(
+            *self.args, X, batch_size=batch_size, output=output
+        )
 
     @property
     def callable(self) -> Any:
         """What metrics and measures receive: the model, or ``apply_fn`` with params."""
-        if len(self.args) == 2:
+        if len(self.args) == 2 and self.args[1] is not None:
             return partial(self.args[0], self.args[1])
         return self.args[0]
 
@@ -39,6 +45,9 @@ def adapt(model: Any, params: Any) -> Adapted:
 
     if params is not None:
         return Adapted(adapters.jax, (model, params))
+    nnx = sys.modules.get("flax.nnx")
+    if nnx is not None and isinstance(model, nnx.Module):
+        return Adapted(adapters.jax, (model, None))  # an NNX module holds its state
     keras = sys.modules.get("keras")
     if keras is not None and isinstance(model, keras.Model):
         return Adapted(adapters.keras, (model,))
@@ -46,8 +55,8 @@ def adapt(model: Any, params: Any) -> Adapted:
     if torch is not None and isinstance(model, torch.nn.Module):
         return Adapted(adapters.torch, (_unwrapped(torch, model),))
     raise TypeError(
-        f"Monitor.record: model must be a torch.nn.Module or a keras.Model, or a "
-        f"JAX apply_fn(params, x) given with params=...; got "
+        f"Monitor.record: model must be a torch.nn.Module, a keras.Model, a Flax "
+        f"NNX module, or a JAX apply_fn(params, x) given with params=...; got "
         f"{type(model).__name__}."
     )
 

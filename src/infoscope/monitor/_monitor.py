@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..adapters import map_arrays, n_samples
 from ..backends import (
     asarray,
     device_name,
@@ -180,6 +181,20 @@ class _Progress:
             self.bar.close()
 
 
+def _one_array(inputs: Any) -> Any:
+    """A multi-input probe set as one (n, features) array (an array as it is)."""
+    arrays: list = []
+    map_arrays(arrays.append, inputs)
+    if len(arrays) == 1 and arrays[0] is inputs:
+        return inputs
+    xp = namespace_and_device(arrays[0])[0]
+    floating = [a for a in arrays if xp.isdtype(a.dtype, "real floating")]
+    chosen = floating or [xp.astype(a, xp.float32) for a in arrays]
+    flat = [xp.reshape(a, (a.shape[0], -1)) for a in chosen]
+    dtype = xp.result_type(*(a.dtype for a in flat))
+    return xp.concat([xp.astype(a, dtype) for a in flat], axis=1)
+
+
 def _encode_labels(y: Any) -> Any:
     """Labels as integer codes (strings and objects cannot live on a device)."""
     y = to_numpy(y)
@@ -230,8 +245,12 @@ class Monitor:
 
         A dict's keys name the values (``{"dse_t5": DSE(t=5)}`` gives
         ``dse_t5``), which lets two measures of one kind run side by side.
-    X : array-like
-        The probe inputs, the same at every record.
+    X : array-like, or tuple, list or dict of them
+        The probe inputs, the same at every record: one array, or the several
+        inputs of a multi-input model (token ids and a mask, say) sharing
+        their first axis. Measures that take the inputs as one array (the
+        HSIC plane's ``HSIC(H, X)``) get the floating-point inputs flattened
+        per sample and concatenated.
     y : array-like, optional
         The probe labels; needed by DSMI, HSIC, HSICPlane,
         NTKMutualInformation and measures that need ``"labels"``.
@@ -268,6 +287,16 @@ class Monitor:
         What a step counts ("epoch", "batch", ...): stored with the run, so
         that plots and tables (:func:`infoscope.plotting.report`,
         ``infoscope report``) label the steps with it.
+    pool : {"mean", "first", "last"}, optional
+        Pool sequence layers' activations over their tokens before the
+        measures (see the adapters' ``activations``); with `mask` (an array,
+        or the key or position of one in `X`) only unmasked tokens count.
+    mask : array, str or int, optional
+        The token mask for `pool`.
+    output : key, int or callable, optional
+        Which output of the model the NTK differentiates (a ``ModelOutput``
+        key such as ``"logits"``, an index, or a callable), as the adapters'
+        ``empirical_ntk`` takes it.
 
     Attributes
     ----------
@@ -327,6 +356,9 @@ class Monitor:
         batch_size: int | None = None,
         progress: bool = True,
         step_name: str = "step",
+        pool: str | None = None,
+        mask: Any = None,
+        output: Any = None,
     ):
         self.measures = _check_measures(measures)
         self.X, self.y = X, y
@@ -349,19 +381,27 @@ class Monitor:
                 raise ValueError(
                     f"Monitor: y is None, but {needing} need the probe labels; pass y=."
                 )
-        n_samples = int(np.shape(X)[0]) if np.ndim(X) else 0
-        if n_samples < 4:
+        try:
+            n_probe = n_samples(X)
+        except ValueError as error:
             raise ValueError(
-                f"Monitor: X has {n_samples} probe samples; the measures need at "
+                f"Monitor: X must be the probe inputs, an array or a tuple, list "
+                f"or dict of arrays with the samples along their first axis "
+                f"({error})."
+            ) from None
+        if n_probe < 4:
+            raise ValueError(
+                f"Monitor: X has {n_probe} probe samples; the measures need at "
                 f"least 4 (a few hundred is typical)."
             )
-        if y is not None and len(y) != n_samples:
+        if y is not None and len(y) != n_probe:
             raise ValueError(
-                f"Monitor: X has {n_samples} samples but y has {len(y)}; give one "
+                f"Monitor: X has {n_probe} samples but y has {len(y)}; give one "
                 f"label per probe sample."
             )
         self._labels = None if y is None else _encode_labels(y)
-        self.n_probe = n_samples
+        self.n_probe = n_probe
+        self.pool, self.mask, self.output = pool, mask, output
         self._probes: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.layers = [layers] if isinstance(layers, str) else layers
         self.every = every
@@ -374,7 +414,7 @@ class Monitor:
             )
         self.step_name = step_name
         self.sinks = SinkSet(sinks)
-        config = self._config(n_samples)
+        config = self._config(n_probe)
         self.run = Run(path, config)
         if self.run.config is not None and self.run.config != config:
             warnings.warn(
@@ -509,39 +549,55 @@ class Monitor:
         activations = dense = ntk = None
         if "activations" in needs:
             activations = progress.run(
-                "activations", adapted.activations, self.X, self.layers, self.batch_size
+                "activations",
+                adapted.activations,
+                self.X,
+                self.layers,
+                self.batch_size,
+                self.pool,
+                self.mask,
             )
         if "dense" in needs:
             dense = progress.run("dense layers", adapted.dense_layers, self.X)
         if "ntk" in needs:
-            ntk = progress.run("NTK", adapted.empirical_ntk, self.X, self.batch_size)
+            ntk = progress.run(
+                "NTK", adapted.empirical_ntk, self.X, self.batch_size, self.output
+            )
         reference = next(iter((activations or {}).values()), None)
         if reference is None and dense:
             reference = dense[0][1]
         if reference is None:
             reference = ntk
-        X, y = self._probe_set(reference)
+        inputs, X, y = self._probe_set(reference)
         return Probe(
             step=step,
             X=X,
             y=y,
+            inputs=inputs,
             activations=activations or {},
             dense=dense or [],
             ntk=ntk,
             model=adapted.callable if "model" in needs else None,
         )
 
-    def _probe_set(self, reference: Any) -> tuple[Any, Any]:
-        """The probe set on `reference`'s library and device (NumPy if None)."""
+    def _probe_set(self, reference: Any) -> tuple[Any, Any, Any]:
+        """``(inputs, X, y)`` on `reference`'s library and device (NumPy if None).
+
+        ``inputs`` keeps the structure the model takes; ``X`` is one array of
+        them: the array itself, or the floating-point inputs of a multi-input
+        model flattened per sample and concatenated (all of them, as floats,
+        when none is floating point).
+        """
         if reference is None:
-            return self.X, self._labels
+            return self.X, _one_array(self.X), self._labels
         place = _place(reference)
         if place not in self._probes:  # one copy per namespace and device
             xp, device = namespace_and_device(reference)
-            X = asarray(self.X, xp=xp, device=device)
+            inputs = map_arrays(lambda a: asarray(a, xp=xp, device=device), self.X)
             y = self._labels
             self._probes[place] = (
-                X,
+                inputs,
+                _one_array(inputs),
                 None if y is None else asarray(y, xp=xp, device=device),
             )
         return self._probes[place]
