@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import to_numpy
+from ..backends import check_ntk_memory, to_numpy
 from ._common import (
     MEMORY_BUDGET,
     Term,
@@ -788,7 +788,27 @@ def empirical_ntk(
     if X2 is not None:
         X2 = _as_input(caller, "X2", params, X2)
         check_same_sample_shape(caller, X1, X2)
-    return _JaxNtk(caller, apply_fn, params, X1, X2, mode, batch_size).compute()
+    ntk = _JaxNtk(caller, apply_fn, params, X1, X2, mode, batch_size)
+    _guard_ntk_memory(ntk, X1, X2, caller)
+    return ntk.compute()
+
+
+def _guard_ntk_memory(ntk: Any, X1: Any, X2: Any, caller: str) -> None:
+    """The output and the features the engine keeps must fit (backends' guard)."""
+    import jax.numpy as jnp
+
+    n1, n2 = X1.shape[0], (X1 if X2 is None else X2).shape[0]
+    features = sum(t.bytes_per_sample for t in ntk.terms) * (n1 + n2)
+    check_ntk_memory(
+        n1 * ntk.kk,
+        n2 * ntk.kk,
+        ntk.dtype,
+        working_set=int(min(features, MEMORY_BUDGET)),
+        xp=jnp,
+        device=next(iter(X1.devices())),
+        caller=caller,
+        full=ntk.kk > 1,
+    )
 
 
 class _JaxNtk:

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import to_numpy
+from ..backends import check_ntk_memory, to_numpy
 from ._common import (
     MEMORY_BUDGET,
     LayerOutputs,
@@ -390,7 +390,27 @@ def empirical_ntk(
         X2 = _as_input(caller, "X2", model, X2)
         check_same_sample_shape(caller, X1, X2)
     with _evaluation(model):
-        return _TorchNtk(caller, model, X1, X2, mode, batch_size).compute()
+        ntk = _TorchNtk(caller, model, X1, X2, mode, batch_size)
+        _guard_ntk_memory(ntk, X1, X2, caller)
+        return ntk.compute()
+
+
+def _guard_ntk_memory(ntk: Any, X1: Any, X2: Any, caller: str) -> None:
+    """The output and the features the engine keeps must fit (backends' guard)."""
+    import array_api_compat
+
+    n1, n2 = X1.shape[0], (X1 if X2 is None else X2).shape[0]
+    features = sum(t.bytes_per_sample for t in ntk.terms) * (n1 + n2)
+    check_ntk_memory(
+        n1 * ntk.kk,
+        n2 * ntk.kk,
+        ntk.dtype,
+        working_set=int(min(features, MEMORY_BUDGET)),
+        xp=array_api_compat.array_namespace(X1),
+        device=X1.device,
+        caller=caller,
+        full=ntk.kk > 1,
+    )
 
 
 class _TorchNtk:
