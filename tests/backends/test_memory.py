@@ -221,3 +221,24 @@ def test_jax_empirical_ntk_refuses_before_allocating(monkeypatch):
     assert empirical_ntk(apply_fn, params, X[:50]).shape == (50, 50)
     with pytest.raises(ValueError, match=r"empirical_ntk: the 900 x 900 NTK needs"):
         empirical_ntk(apply_fn, params, X, output_mode="full")
+
+
+def test_ntk_entropy_with_a_kernel_callable_refuses_before_calling_it(monkeypatch):
+    from infoscope import NTKEntropy
+
+    calls = []
+
+    def kernel(X):
+        calls.append(len(X))
+        return X @ X.T
+
+    X = np.random.default_rng(0).normal(size=(400, 3))
+    monkeypatch.setattr(_memory, "available_memory", lambda xp, device: 10**6)
+    with pytest.raises(
+        ValueError,
+        match=r"NTKEntropy: the exact method needs about .* at most \d+ samples",
+    ):
+        NTKEntropy(kernel=kernel).fit(X)
+    assert calls == []
+    NTKEntropy(kernel=kernel).fit(X[:100])
+    assert calls == [100]

@@ -46,6 +46,17 @@ class MemoryLimitError(ValueError):
     needed, available : int
         Bytes.
     device : str
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.backends import MemoryLimitError, check_memory
+    >>> try:
+    ...     check_memory(2**80, xp=np, device="cpu", caller="demo",
+    ...                  what="a tensor", advice="pass fewer samples")
+    ... except MemoryLimitError as error:
+    ...     error.needed == 2**80 and error.available < error.needed
+    True
     """
 
     def __init__(
