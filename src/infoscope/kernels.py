@@ -17,10 +17,12 @@ import array_api_extra as xpx
 import numpy as np
 
 from .backends import (
+    as_float,
     asarray,
     check_random_state,
     draw_rows,
     exp_inplace,
+    float_dtype,
     knn_indices,
     matmul,
     namespace_and_device,
@@ -343,9 +345,11 @@ def knn_adjacency(X: Any, n_neighbors: int, /, *, D2: Any = None) -> Any:
 
     Rows hold more than `n_neighbors` ones only when distances tie at the
     k-th place: every point as close as the k-th nearest counts (the rule of
-    dse-dsmi). Distances that differ only by the rounding of their
-    computation (8 eps of the largest) tie, so every library draws the same
-    graph.
+    dse-dsmi). The distances are computed in the widest float of the device
+    (a graph is a step function of them: float32 activations get the graph
+    of the same points in float64), and distances that differ only by the
+    rounding of their computation (8 eps of the largest) tie, so every
+    library draws the same graph. The result has X's float dtype.
 
     Parameters
     ----------
@@ -363,10 +367,13 @@ def knn_adjacency(X: Any, n_neighbors: int, /, *, D2: Any = None) -> Any:
            [1., 1., 0.],
            [0., 1., 1.]])
     """
-    xp, _ = namespace_and_device(X, names=("X",))
+    xp, device = namespace_and_device(X, names=("X",))
+    X = as_float(X, xp=xp)
+    dtype = X.dtype
     if D2 is None:
+        X = xp.astype(X, float_dtype(xp, device), copy=False)
         D2, _ = scaled_sq_distances(X)
     nearest = knn_indices(X, n_neighbors)
     kth = xp.take_along_axis(D2, nearest[:, -1:], axis=1)
     tolerance = 8.0 * float(xp.finfo(D2.dtype).eps) * float(xp.max(D2))
-    return xp.astype(D2 <= kth + tolerance, D2.dtype)
+    return xp.astype(D2 <= kth + tolerance, dtype)

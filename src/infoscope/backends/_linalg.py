@@ -134,7 +134,9 @@ def eigh_top(a: Any, k: int, /) -> tuple[Any, Any]:
     return values, vectors * signs
 
 
-def eigvals_abs(a: Any, /) -> Any:
+def eigvals_abs(
+    a: Any, /, *, precision: Literal["float64", "input"] = "float64"
+) -> Any:
     """Moduli of the (possibly complex) eigenvalues of a general square matrix.
 
     For non-symmetric operators such as directed kNN graphs. NumPy goes through
@@ -142,8 +144,14 @@ def eigvals_abs(a: Any, /) -> Any:
     ``jax.numpy.linalg.eigvals`` (on a GPU where the installed jaxlib has a
     GPU kernel, else through the host, as JAX itself decides); libraries
     without a general eigensolver (array-api-strict, CuPy) round-trip through
-    NumPy. The moduli come back in
-    `a`'s namespace, on its device, in its real dtype, in no particular order.
+    NumPy. The moduli come back in `a`'s namespace, on its device, in its real
+    dtype, in no particular order.
+
+    The eigenvalues of a non-normal matrix can move by ``eps**(1/m)`` for a
+    Jordan block of size m (a kNN graph with repeated neighbourhoods has
+    them), so ``precision="float64"`` decomposes in float64 where the device
+    has it, as :func:`eigvalsh` does: a float32 0/1 matrix then gets the
+    eigenvalues of the same matrix in float64.
 
     Examples
     --------
@@ -152,22 +160,27 @@ def eigvals_abs(a: Any, /) -> Any:
     >>> np.sort(eigvals_abs(np.array([[0.0, -1.0], [1.0, 0.0]])))
     array([1., 1.])
     """
+    if precision not in ("float64", "input"):
+        raise ValueError(f"precision must be 'float64' or 'input', got {precision!r}")
     xp, device = namespace_and_device(a, names=("a",))
     a = as_float(a, xp=xp)
+    out_dtype = a.dtype
+    if precision == "float64" and supports_float64(xp, device):
+        a = xp.astype(a, xp.float64, copy=False)
     if compat.is_torch_namespace(xp):
         import torch
 
-        return torch.abs(torch.linalg.eigvals(a)).to(a.dtype)
+        return torch.abs(torch.linalg.eigvals(a)).to(out_dtype)
     if compat.is_jax_namespace(xp):
         import jax.numpy as jnp
 
-        return jnp.abs(jnp.linalg.eigvals(a)).astype(a.dtype)
+        return jnp.abs(jnp.linalg.eigvals(a)).astype(out_dtype)
     import scipy.linalg
 
     from ._convert import to_numpy
 
     w = np.abs(scipy.linalg.eigvals(to_numpy(a), check_finite=False))
-    return xp.asarray(w.astype(to_numpy(a[:1, :1]).dtype), device=device)
+    return xp.astype(xp.asarray(w, device=device), out_dtype)
 
 
 def matmul(a: Any, b: Any, /) -> Any:

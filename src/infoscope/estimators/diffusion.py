@@ -537,10 +537,10 @@ def adjacency_spectral_entropy(
         has_method=False,
         count=KNN_ARRAYS if variant == "knn" else EXACT_ARRAYS,
     )
-    D2, scale = scaled_sq_distances(X)
     if variant == "knn":
-        magnitudes = eigvals_abs(knn_adjacency(X, n_neighbors, D2=D2))
+        magnitudes = eigvals_abs(knn_adjacency(X, n_neighbors))
     else:
+        D2, scale = scaled_sq_distances(X)
         sigma = resolve_bandwidth(
             sigma, X, caller=caller, D2=D2, scale=scale, random_state=rng
         )
