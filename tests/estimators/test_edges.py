@@ -352,3 +352,133 @@ def test_the_guard_refuses_exactly_below_the_declared_footprint(monkeypatch):
             _memory, "available_memory", lambda xp, device, d=declared: d * unit
         )
         call()
+
+
+# ---- every fitted estimator pickles and clones
+
+
+def _fitted_estimators():
+    from infoscope import (
+        DiffusionSpectralMutualInformation,
+        NodeSNR,
+        NTKEntropy,
+        NTKMutualInformation,
+    )
+    from infoscope.selection import (
+        GreedyEntropySelector,
+        MaxEntropySelector,
+        RandomSelector,
+    )
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(700, 6))
+    y = rng.integers(0, 3, 700)
+    small, labels = X[:80], y[:80]
+    K = small @ small.T
+    W = rng.normal(size=(6, 3))
+    return [
+        (DiffusionSpectralEntropy(sigma=2.0), lambda e: e.fit(small)),
+        (
+            DiffusionSpectralEntropy(sigma=2.0, method="approximate", random_state=0),
+            lambda e: e.fit(X),
+        ),
+        (
+            DiffusionSpectralMutualInformation(sigma=2.0, random_state=0),
+            lambda e: e.fit(small, labels),
+        ),
+        (HSIC(normalized=True), lambda e: e.fit(small, labels)),
+        (
+            HSIC(method="approximate", random_state=0),
+            lambda e: e.partial_fit(small, labels),
+        ),
+        (
+            HSIC(kernel_x="linear", normalized=True),
+            lambda e: e.partial_fit(small, labels),
+        ),
+        (HSICPlane(normalized=True), lambda e: e.fit(small, labels)),
+        (
+            HSICPlane(method="approximate", random_state=0),
+            lambda e: e.fit(small, labels),
+        ),
+        (NodeSNR(), lambda e: e.partial_fit(np.maximum(small, 0), weights=W)),
+        (NodeSNR(weights=W), lambda e: e.fit(np.maximum(small, 0))),
+        (NTKEntropy(), lambda e: e.fit(K)),
+        (NTKMutualInformation(), lambda e: e.fit(K, labels)),
+        (MaxEntropySelector(5, 4, random_state=0), lambda e: e.fit(K)),
+        (GreedyEntropySelector(4, random_state=0), lambda e: e.fit(K)),
+        (RandomSelector(4, kernel="precomputed", random_state=0), lambda e: e.fit(K)),
+    ]
+
+
+def _same_fitted_attributes(a, b):
+    fitted = [k for k in vars(a) if k.endswith("_") and not k.startswith("_")]
+    assert fitted, type(a).__name__
+    for key in fitted:
+        left, right = getattr(a, key), getattr(b, key)
+        if isinstance(left, float) and math.isnan(left):
+            assert math.isnan(right)
+        elif isinstance(left, list):
+            assert left == right, key
+        elif hasattr(left, "shape"):
+            np.testing.assert_array_equal(np.asarray(left), np.asarray(right))
+        else:
+            assert left == right, key
+
+
+def test_every_fitted_estimator_pickles_and_clones():
+    for estimator, fit in _fitted_estimators():
+        fitted = fit(estimator)
+        copy = pickle.loads(pickle.dumps(fitted))
+        _same_fitted_attributes(fitted, copy)
+        fresh = clone(fitted)
+        assert fresh.get_params().keys() == fitted.get_params().keys()
+        assert not [k for k in vars(fresh) if k.endswith("_") and not k.startswith("_")]
+        # A copy goes on where the original would: the same next step.
+        if hasattr(fitted, "partial_fit"):
+            again = fit(pickle.loads(pickle.dumps(fitted)))
+            _same_fitted_attributes(fit(fitted), again)
+
+
+# ---- one implementation of each piece
+
+
+def test_no_module_imports_another_modules_private_names():
+    import ast
+    from pathlib import Path
+
+    root = Path(infoscope.__file__).parent
+    private = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (
+                node.level or (node.module or "").startswith("infoscope")
+            ):
+                private += [
+                    f"{path.relative_to(root)}: {node.module}.{alias.name}"
+                    for alias in node.names
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
+                ]
+    assert not private, private
+
+
+def test_a_bad_batch_size_is_the_same_error_everywhere():
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    from infoscope import NodeSNR, node_snr
+
+    X = np.random.default_rng(0).normal(size=(10, 3))
+    W = np.ones((3, 2))
+    calls = {
+        "node_snr": lambda: node_snr(X, W, batch_size=0),
+        "NodeSNR": lambda: NodeSNR(batch_size=0).fit(X, weights=W),
+        "hsic": lambda: hsic(X, X, method="approximate", batch_size=0),
+        "HSIC": lambda: HSIC(method="approximate", batch_size=0).fit(X, X[:, 0]),
+        "HSICPlane": lambda: HSICPlane(batch_size=0).fit(X, X[:, 0]),
+    }
+    for name, call in calls.items():
+        with pytest.raises(InvalidParameterError) as info:
+            call()
+        assert str(info.value) == (
+            f"The 'batch_size' parameter of {name} must be an int in the range "
+            f"[1, inf) or None. Got 0 instead."
+        )

@@ -662,6 +662,64 @@ def test_scikit_learn_contract(estimator, check):
     check(estimator)
 
 
+_LAYERS = (
+    "HSICPlane.transform takes a list of layer activations of the fitted samples "
+    "and returns one row per layer; the check passes one array (of other "
+    "samples) and expects one row per sample"
+)
+#: Every check scikit-learn runs on HSICPlane that fails, and why: all for its
+#: transform, whose input and output are not the per-sample kind the generic
+#: checks assume. fit, parameters, cloning, pickling and the rest pass.
+PLANE_EXPECTED_FAILURES = {
+    "check_n_features_in_after_fitting": (
+        "each layer has its own width: transform checks the sample count of "
+        "each layer, not X's n_features_in_"
+    ),
+    "check_estimators_nan_inf": (
+        "the check passes one array to transform, which refuses it as not a "
+        "list of layers before reading its values (a layer with NaN is refused "
+        "by name: test_messages_name_the_argument_and_the_fix)"
+    ),
+    "check_transformer_general": (
+        "no fit_transform: fit takes the inputs and labels, transform the "
+        "layers, different variables"
+    ),
+    "check_transformer_data_not_an_array": "no fit_transform (as above)",
+    "check_transformer_preserve_dtypes": (
+        "no fit_transform; transform keeps the fitted dtype "
+        "(test_plane_equals_hsic_of_each_layer_on_every_backend)"
+    ),
+    **{
+        name: _LAYERS
+        for name in (
+            "check_array_api_input",
+            "check_array_api_mixed_inputs",
+            "check_array_api_same_namespace",
+            "check_dict_unchanged",
+            "check_dtype_object",
+            "check_estimators_dtypes",
+            "check_estimators_pickle",
+            "check_f_contiguous_array_estimator",
+            "check_fit2d_predict1d",
+            "check_fit_idempotent",
+            "check_methods_sample_order_invariance",
+            "check_methods_subset_invariance",
+        )
+    },
+}
+
+
+@parametrize_with_checks(
+    [
+        HSICPlane(),
+        HSICPlane(method="approximate", approximation="nystrom", random_state=0),
+    ],
+    expected_failed_checks=lambda estimator: PLANE_EXPECTED_FAILURES,
+)
+def test_scikit_learn_contract_of_the_plane(estimator, check):
+    check(estimator)
+
+
 def test_estimator_equals_the_functions():
     X, Y = dependent(seed=24, n=50)
     est = HSIC(normalized=True, estimator="unbiased").fit(X, Y)

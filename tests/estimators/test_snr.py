@@ -232,15 +232,32 @@ def test_all_dead_layer_gives_nan_means_without_warnings(backend):
     assert math.isnan(row.optimality_mean)
 
 
-def test_a_maximum_of_minus_epsilon_makes_every_node_nan_without_warnings():
+def test_a_maximum_of_minus_epsilon_is_an_error_not_nan_nodes():
     X, W = relu_layer(seed=11)
     X[:, 2] = -0.001  # x / (max + 0.001) divides by zero for this feature
+    with pytest.raises(
+        ValueError,
+        match=r"node_snr: an input feature's maximum over the samples is exactly "
+        r"-0\.001, so x~ = x / \(max x \+ 0\.001\) is undefined; pass "
+        r"normalize_inputs=False",
+    ):
+        node_snr(X, W)
+    with pytest.raises(ValueError, match=r"NodeSNR: an input feature's maximum"):
+        NodeSNR().fit(X, weights=W)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        S, F, _ = node_snr(X, W)
         S_plain, _, _ = node_snr(X, W, normalize_inputs=False)
-    assert np.isnan(S).all() and np.isnan(F).all()
     assert np.isfinite(np.delete(S_plain, 5)).all()
+
+
+def test_a_covariance_beyond_the_float_range_is_an_error():
+    X, W = relu_layer(seed=12)
+    with pytest.raises(
+        ValueError,
+        match=r"node_snr: the input-output covariance .* "
+        r"overflows the float range",
+    ):
+        node_snr(X * 1e200, W * 1e200)
 
 
 # ---- streaming: partial_fit over any split equals fit

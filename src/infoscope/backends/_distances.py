@@ -52,14 +52,27 @@ def power_of_two_scale(*arrays: Any, xp: Any = None) -> float:
     >>> from infoscope.backends import power_of_two_scale
     >>> power_of_two_scale(np.array([[3.0, -5.0]]))
     4.0
+
+    Raises
+    ------
+    ValueError
+        For NaN or infinity, which no scale makes finite.
     """
     if xp is None:
         xp, _ = namespace_and_device(*arrays)
     largest = 0.0
     for a in arrays:
         if a is not None and a.shape[0] and a.shape[1]:
-            largest = max(largest, float(xp.max(xp.abs(a))))
-    if largest == 0.0 or not math.isfinite(largest):
+            here = float(xp.max(xp.abs(a)))
+            largest = here if not math.isfinite(here) else max(largest, here)
+            if not math.isfinite(largest):
+                break
+    if not math.isfinite(largest):
+        raise ValueError(
+            "the points contain NaN or infinity; distances and kernels need "
+            "finite values: remove or impute those samples first"
+        )
+    if largest == 0.0:
         return 1.0
     _, exponent = math.frexp(largest)  # largest = m 2^e, 0.5 <= m < 1
     return math.ldexp(1.0, exponent - 1)

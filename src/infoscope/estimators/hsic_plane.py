@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from sklearn.utils import TransformerTags
 from sklearn.utils.validation import check_is_fitted
 
 from ..backends import check_random_state, is_array, namespace_and_device
@@ -157,6 +158,11 @@ class HSICPlane(InfoscopeEstimator):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.required = True
+        # transform maps a list of layers (one output row per layer, not per
+        # sample) in the dtype of the fitted state: X's (exact) or float32.
+        exact = ["float64", "float32"]
+        preserves = exact if self.method == "exact" else ["float32"]
+        tags.transformer_tags = TransformerTags(preserves_dtype=preserves)
         return tags
 
     def _validate_params(self) -> None:

@@ -322,7 +322,13 @@ def _finite(value: float, caller: str, what: str) -> float:
 
 
 def cka_of(hsic_xy: float, hsic_xx: float, hsic_yy: float, caller: str) -> float:
-    """``HSIC(X, Y) / sqrt(HSIC(X, X) HSIC(Y, Y))``, refused when undefined."""
+    """``HSIC(X, Y) / sqrt(HSIC(X, X) HSIC(Y, Y))``, refused when undefined.
+
+    Within [-1, 1]: the exact estimates satisfy Cauchy-Schwarz (both inner
+    products are over centred Grams), and the random-feature estimates of
+    the three terms, independent draws, are clipped to that range, which can
+    only bring them closer to the value they estimate.
+    """
     denominator = hsic_xx * hsic_yy
     if not denominator > 0:
         raise ValueError(
@@ -331,7 +337,8 @@ def cka_of(hsic_xy: float, hsic_xx: float, hsic_yy: float, caller: str) -> float
             f"identical samples or a constant feature). Use HSIC, which is 0 "
             f"there."
         )
-    return hsic_xy / math.sqrt(hsic_xx) / math.sqrt(hsic_yy)
+    value = hsic_xy / math.sqrt(hsic_xx) / math.sqrt(hsic_yy)
+    return min(1.0, max(-1.0, value))
 
 
 # ---- validation shared by the functions and the estimators

@@ -243,6 +243,30 @@ class _Moments:
             normalize_inputs=normalize_inputs,
         )
 
+    def checked_measures(self, W: Any, normalize_inputs: bool, caller: str):
+        """:meth:`measures`, refusing a covariance that is not finite.
+
+        The inputs are finite, so a NaN or infinity in c was made by the
+        arithmetic: ``x~`` undefined (a feature's maximum is exactly -0.001),
+        or ``x^T r`` beyond the float range.
+        """
+        S, F, c, signs = self.measures(W, normalize_inputs)
+        xp = array_namespace(c)
+        if bool(xp.all(xp.isfinite(c))):
+            return S, F, c, signs
+        if normalize_inputs and bool(xp.any(self.max_x + _MAX_EPS == 0)):
+            raise ValueError(
+                f"{caller}: an input feature's maximum over the samples is exactly "
+                f"-0.001, so x~ = x / (max x + 0.001) is undefined; pass "
+                f"normalize_inputs=False for inputs that are not non-negative."
+            )
+        raise ValueError(
+            f"{caller}: the input-output covariance x^T (r - mean r) overflows the "
+            f"float range for these activations and weights (up to "
+            f"{float(xp.max(xp.abs(self.max_x))):.3g}); rescale the inputs or the "
+            f"weights (divide them by a constant)."
+        )
+
 
 def _measures(cross, sum_r, sum_x, n_active, max_x, W, n_samples, *, normalize_inputs):
     """The definition's closing steps, from the sufficient statistics."""
@@ -306,7 +330,7 @@ def _layer(
     X, W = _common_dtype(X, W)
     moments = _Moments()
     moments.update(X, W, batch_size)
-    return moments.measures(W, normalize_inputs)
+    return moments.checked_measures(W, normalize_inputs, caller)
 
 
 # ---- public API
@@ -375,8 +399,9 @@ def node_snr(
     covariances divided by 1e-4 and dominates S and F. The definition is made
     for non-negative inputs such as ReLU outputs. With
     ``normalize_inputs=True``, a feature whose maximum is exactly -0.001 makes
-    ``x~`` undefined and every node NaN; pass ``normalize_inputs=False`` for
-    inputs that are not non-negative. No warning is raised for any of these.
+    ``x~`` undefined: that is an error (pass ``normalize_inputs=False`` for
+    inputs that are not non-negative), as is a covariance beyond the float
+    range. No warning is raised for the NaN nodes.
 
     The computation is two products, ``x W`` and ``x^T (r - mean r)``, plus
     passes over ``x`` and ``r``; :class:`NodeSNR` streams it over batches.
@@ -651,7 +676,9 @@ default=None
                 self._check_same_weights(weights, X, caller)
             X = xp.astype(X, W.dtype, copy=False)
         self._moments.update(X, W, self.batch_size)
-        S, F, c, signs = self._moments.measures(W, self.normalize_inputs)
+        S, F, c, signs = self._moments.checked_measures(
+            W, self.normalize_inputs, caller
+        )
         self.optimality_, self.signal_factor_, self.covariance_ = S, F, c
         (
             self.optimality_mean_,
