@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import traceback
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,11 @@ from infoscope.selection import (
     RandomSelector,
 )
 
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "30"))
+# A warning from a library (a mean of nothing, a division by zero) is a case
+# infoscope did not handle: an error here.
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
+
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "40"))
 FUZZ = settings(
     max_examples=EXAMPLES,
     deadline=None,
@@ -52,6 +57,14 @@ PATTERNS = ["normal", "constant", "duplicates", "integers", "one-hot", "nan", "i
 
 
 def _library_array(library, a):
+    # JAX without x64 stores float64 as float32: 1e300 becomes inf, with a
+    # warning that belongs to making the input, not to infoscope.
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return _convert(library, a)
+
+
+def _convert(library, a):
     if library == "numpy":
         return a
     if library == "strict":
@@ -68,11 +81,15 @@ def _library_array(library, a):
 
 @st.composite
 def samples(draw, n_min=0, n_max=24, d_max=4, ndim=2):
-    n = draw(st.integers(n_min, n_max))
-    d = draw(st.integers(0 if ndim == 2 else 1, d_max))
-    pattern = draw(st.sampled_from(PATTERNS))
-    dtype = draw(st.sampled_from(DTYPES))
-    scale = draw(st.sampled_from(SCALES))
+    # Degenerate sizes (no sample, one, no feature) as one branch among
+    # ordinary ones: hypothesis would otherwise draw them most of the time.
+    n = draw(st.integers(n_min, min(3, n_max)) | st.integers(max(4, n_min), n_max))
+    d = draw(st.just(0 if ndim == 2 else 1) | st.integers(1, d_max))
+    # Ordinary data half of the time, so that the value paths are exercised
+    # as much as the refusals.
+    pattern = draw(st.sampled_from(PATTERNS + ["normal"] * 5))
+    dtype = draw(st.sampled_from(DTYPES + ["float64", "float32"] * 2))
+    scale = draw(st.sampled_from(SCALES + [1.0] * 6))
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     a = rng.normal(size=(n, d))
     if pattern == "constant":
@@ -94,6 +111,12 @@ def samples(draw, n_min=0, n_max=24, d_max=4, ndim=2):
         a = a[:, 0] if d else a.reshape(n)
     library = draw(st.sampled_from(LIBRARIES))
     return _library_array(library, a)
+
+
+def like(X, a):
+    """NumPy data `a` in the library and on the device of the array `X`."""
+    xp, device = backends.namespace_and_device(X)
+    return backends.asarray(a, xp=xp, device=device)
 
 
 def labels(n, seed, kind):
@@ -266,7 +289,7 @@ KERNELS = st.sampled_from(
 )
 def test_hsic_and_cka(X, seed, kernel, estimator, method):
     n = n_samples(X)
-    Y = np.random.default_rng(seed).normal(size=(n, 2))
+    Y = like(X, np.random.default_rng(seed).normal(size=(n, 2)))
     kwargs = dict(
         kernel_x=kernel[0],
         sigma_x=kernel[1],
@@ -293,7 +316,7 @@ def test_hsic_and_cka(X, seed, kernel, estimator, method):
     method=st.sampled_from(["permutation", "gamma"]),
 )
 def test_hsic_test(X, seed, kernel, method):
-    Y = np.random.default_rng(seed).normal(size=(n_samples(X), 1))
+    Y = like(X, np.random.default_rng(seed).normal(size=(n_samples(X), 1)))
     result = outcome(
         lambda: infoscope.hsic_test(
             X,
@@ -364,9 +387,13 @@ def test_hsic_estimators(X, seed, kind, kernel, normalized, method):
 )
 def test_node_snr(X, W, normalize, batch):
     Xn, Wn = np.asarray(to_numpy(X), dtype=float), np.asarray(to_numpy(W), dtype=float)
-    if Xn.ndim == 2 and Wn.ndim == 2 and Wn.shape[0] != Xn.shape[1]:
-        W = np.random.default_rng(0).normal(size=(Xn.shape[1], max(1, Wn.shape[1])))
-        Wn = W
+    if Xn.ndim == 2 and Wn.ndim == 2:
+        # Weights that fit X, in X's library: the measure's paths, not only
+        # its refusals (a mismatch or another library is refused by name).
+        if Wn.shape[0] != Xn.shape[1]:
+            shape = (Xn.shape[1], max(1, Wn.shape[1]))
+            Wn = np.random.default_rng(0).normal(size=shape)
+        W = like(X, Wn)
     result = outcome(
         lambda: infoscope.node_snr(X, W, normalize_inputs=normalize, batch_size=batch)
     )
@@ -389,10 +416,10 @@ def test_node_snr(X, W, normalize, batch):
 
 @st.composite
 def kernel_matrices(draw):
-    n = draw(st.integers(0, 12))
-    rank = draw(st.integers(0, 6))
-    scale = draw(st.sampled_from(SCALES))
-    sign = draw(st.sampled_from([1.0, -1.0]))
+    n = draw(st.integers(0, 2) | st.integers(3, 12))
+    rank = draw(st.just(0) | st.integers(1, 6))
+    scale = draw(st.sampled_from(SCALES + [1.0] * 6))
+    sign = draw(st.sampled_from([1.0, 1.0, 1.0, -1.0]))
     dtype = draw(st.sampled_from(["float64", "float32", "int64"]))
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     J = rng.normal(size=(n, rank))
@@ -431,7 +458,8 @@ def test_ntk_functions_and_estimators(K, normalize, seed, size):
             np.diag(to_numpy(result.mutual_information)),
             np.diag(to_numpy(result.mutual_information)),
         )
-        assert np.all(np.isfinite(nmi) | (np.abs(sums) < 1e-9))
+        # Documented: NaN where S_A + S_B is 0 up to 1000 eps of K's dtype.
+        assert np.all(np.isfinite(nmi) | (np.abs(sums) < 1e-3))
     est = outcome(lambda: infoscope.NTKEntropy(normalize=normalize).fit(K))
     if est is not None:
         within_log_n(finite(est.entropy_), K)

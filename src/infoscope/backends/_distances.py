@@ -106,6 +106,8 @@ def _centred(X: Any, Y: Any, xp: Any) -> tuple[Any, Any, float]:
     scale = power_of_two_scale(X, Y, xp=xp)
     exponent = -math.frexp(scale)[1] + 1
     X = _times_power_of_two(X, exponent)
+    if X.shape[0] == 0:  # no points: nothing to centre (and no mean to take)
+        return X, (None if Y is None else _times_power_of_two(Y, exponent)), scale
     shift = xp.mean(X, axis=0)
     if Y is None:
         return X - shift, None, scale

@@ -295,6 +295,15 @@ class HSICPlane(InfoscopeEstimator):
         else:
             rows = self._transform_grams(layers, caller)
         xp, device = namespace_and_device(layers[0][1])
+        largest = float(xp.finfo(self._dtype).max)
+        too_large = [v for row in rows for v in row if abs(v) > largest]
+        if too_large:
+            raise ValueError(
+                f"{caller}.transform(): a coordinate ({too_large[0]:.3g}) is beyond "
+                f"the range of {self._dtype}, the dtype of the fitted state; pass "
+                f"float64 activations, rescale them, or use normalized=True (CKA "
+                f"coordinates do not depend on the scale)."
+            )
         return xp.asarray(rows, dtype=self._dtype, device=device)
 
     def _coordinates(self, name, to_x, to_y, self_term, factor_h, caller):

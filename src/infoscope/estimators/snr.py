@@ -278,13 +278,25 @@ def _measures(cross, sum_r, sum_x, n_active, max_x, W, n_samples, *, normalize_i
         # Per input feature, x~ = x / (m + 0.001) scales row i of C.
         row_scale = _divide(row_scale, max_x + _MAX_EPS, xp)
     c = C * row_scale[:, None]
-    w_norm = xp.sqrt(xp.sum(W * W, axis=0))
-    c_norm = xp.sqrt(xp.sum(c * c, axis=0))
-    agreement = W * c
-    projection = xp.sum(agreement, axis=0)
-    S = _divide(projection, (c_norm + _NORM_EPS) * w_norm, xp)
-    F = _divide(projection, w_norm * xp.max(xp.abs(c), axis=0), xp)
-    signs = xp.count_nonzero(agreement < 0, axis=0)
+    # Norms and products from max-normalised columns: weights of 1e-31 or
+    # covariances of 1e200 square out of the float range, their ratios do not.
+    w_max = xp.max(xp.abs(W), axis=0)
+    unit_w = W / xp.where(w_max > 0, w_max, 1.0)
+    w_norm = xp.sqrt(xp.sum(unit_w * unit_w, axis=0))
+    direction = unit_w / xp.where(w_norm > 0, w_norm, 1.0)  # W_:j / ||W_:j||
+    c_max = xp.max(xp.abs(c), axis=0)
+    unit_c = c / xp.where(c_max > 0, c_max, 1.0)
+    c_norm = xp.sqrt(xp.sum(unit_c * unit_c, axis=0))  # ||c_:j|| / max |c_:j|
+    projection = xp.sum(direction * unit_c, axis=0)  # W.c / (||W|| max |c|)
+    dead = w_max == 0
+    # S = W.c / ((||c|| + eps) ||W||), divided through by max |c|.
+    S = xp.where(
+        dead,
+        xp.nan,
+        projection / (c_norm + _NORM_EPS / xp.where(c_max > 0, c_max, 1.0)),
+    )
+    F = xp.where(dead | (c_max == 0), xp.nan, projection)
+    signs = xp.count_nonzero((W > 0) & (c < 0) | (W < 0) & (c > 0), axis=0)
     return S, F, c, signs
 
 
