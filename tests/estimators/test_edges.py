@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -482,3 +483,72 @@ def test_a_bad_batch_size_is_the_same_error_everywhere():
             f"The 'batch_size' parameter of {name} must be an int in the range "
             f"[1, inf) or None. Got 0 instead."
         )
+
+
+# ---- every entry point refuses meta tensors and masked values by name
+
+
+def _entry_points():
+    from infoscope import (
+        DiffusionSpectralMutualInformation,
+        NodeSNR,
+        NTKEntropy,
+        NTKMutualInformation,
+        node_snr,
+        node_snr_table,
+        shannon_entropy,
+        shannon_mutual_information,
+    )
+    from infoscope.selection import (
+        GreedyEntropySelector,
+        MaxEntropySelector,
+        RandomSelector,
+    )
+
+    y = np.arange(12) % 3
+    W = np.ones((12, 2))
+    return {
+        "diffusion_spectral_entropy": lambda X: diffusion_spectral_entropy(X),
+        "diffusion_spectral_mutual_information": lambda X: (
+            infoscope.diffusion_spectral_mutual_information(X, y)
+        ),
+        "adjacency_spectral_entropy": lambda X: adjacency_spectral_entropy(X),
+        "shannon_entropy": lambda X: shannon_entropy(X),
+        "shannon_mutual_information": lambda X: shannon_mutual_information(X, y),
+        "hsic": lambda X: hsic(X, X),
+        "cka": lambda X: cka(X, X),
+        "hsic_test": lambda X: hsic_test(X, X),
+        "ntk_entropy": lambda X: ntk_entropy(X),
+        "ntk_mutual_information": lambda X: ntk_mutual_information(X, y),
+        "node_snr": lambda X: node_snr(X, W),
+        "node_snr_table": lambda X: node_snr_table([("l", X, W)]),
+        "DiffusionSpectralEntropy": lambda X: DiffusionSpectralEntropy().fit(X),
+        "DiffusionSpectralMutualInformation": lambda X: (
+            DiffusionSpectralMutualInformation().fit(X, y)
+        ),
+        "HSIC": lambda X: HSIC().fit(X, y),
+        "HSICPlane": lambda X: HSICPlane().fit(X, y),
+        "NodeSNR": lambda X: NodeSNR().fit(X, weights=W),
+        "NTKEntropy": lambda X: NTKEntropy().fit(X),
+        "NTKMutualInformation": lambda X: NTKMutualInformation().fit(X, y),
+        "MaxEntropySelector": lambda X: MaxEntropySelector(2).fit(X),
+        "GreedyEntropySelector": lambda X: GreedyEntropySelector(2).fit(X),
+        "RandomSelector": lambda X: RandomSelector(2, kernel="precomputed").fit(X),
+    }
+
+
+@pytest.mark.parametrize("name", list(_entry_points()))
+def test_every_entry_point_refuses_meta_tensors_and_masked_values(name):
+    torch = pytest.importorskip("torch")
+    call = _entry_points()[name]
+    caller = name.replace("node_snr_table", "node_snr_table (layer 'l')")
+    with pytest.raises(
+        ValueError, match=rf"{re.escape(caller)}: `\w+` is a meta tensor"
+    ):
+        call(torch.empty(12, 12, device="meta"))
+    J = np.random.default_rng(0).normal(size=(12, 12))
+    K = J @ J.T
+    masked = np.ma.masked_array(K, mask=np.eye(12, dtype=bool))
+    with pytest.raises(ValueError, match=rf"{re.escape(caller)}: `\w+` has 12 masked"):
+        call(masked)
+    call(np.ma.masked_array(K))  # nothing masked: the data are read

@@ -864,8 +864,10 @@ def test_function_parameter_messages():
         NTKMutualInformation(kernel=gaussian_kernel_callable),
     ]
 )
+@pytest.mark.filterwarnings("ignore:NTKMutualInformation. computed the entropies")
 def test_scikit_learn_contract(estimator, check):
     # "precomputed" sets the pairwise tag: the checks pass square kernel matrices.
+    # The checks' 10 classes make the default max_combination_size warn.
     check(estimator)
 
 
