@@ -97,7 +97,7 @@ def gaussian_kernel(X: Any, Y: Any = None, /, *, sigma: float) -> Any:
 
 
 def linear_kernel(X: Any, Y: Any = None, /) -> Any:
-    """Linear Gram matrix ``x_i . y_j`` (at the inputs' full precision).
+    """Linear Gram matrix ``x_i @ y_j`` (at the inputs' full precision).
 
     Examples
     --------

@@ -40,7 +40,7 @@ def _check_points(X: Any, Y: Any, y_name: str) -> None:
 
 
 def power_of_two_scale(*arrays: Any, xp: Any = None) -> float:
-    """A power of two s with max |a| / s in [1, 2) over `arrays` (1 if all zero).
+    """A power of two s with ``max |a| / s`` in [1, 2) over `arrays` (1 if all 0).
 
     Dividing by a power of two is exact, so integers stay integers and
     distances keep every digit; the squares of the scaled values cannot
