@@ -156,6 +156,222 @@ def test_measure_backend_not_installed_is_one_line(saved, capsys):
         pytest.skip("cupy is installed here")
 
 
+def test_measure_never_writes_over_its_inputs(saved, capsys):
+    path = saved[0]
+    for target in ("acts.npz", "labels.npy"):
+        before = (path / target).read_bytes()
+        for extra in ([], ["--overwrite"]):
+            args = ["measure", str(path / "acts.npz"), "--labels"]
+            args += [str(path / "labels.npy"), "--csv", str(path / target), *extra]
+            assert main(args) == 2
+            line = _one_error_line(capsys, "measure")
+            assert f"--csv {path / target} is the input file" in line
+            assert (path / target).read_bytes() == before
+    # Through a link to an input: still the input.
+    (path / "link.csv").symlink_to(path / "acts.npz")
+    before = (path / "acts.npz").read_bytes()
+    assert (
+        main(
+            [
+                "measure",
+                str(path / "acts.npz"),
+                "--csv",
+                str(path / "link.csv"),
+                "--overwrite",
+            ]
+        )
+        == 2
+    )
+    assert "is the input file" in _one_error_line(capsys, "measure")
+    assert (path / "acts.npz").read_bytes() == before
+
+
+def test_measure_csv_needs_overwrite_for_a_file_or_a_link(saved, capsys):
+    path = saved[0]
+    acts = str(path / "hidden.npy")
+    existing = path / "old.csv"
+    existing.write_text("keep me")
+    assert main(["measure", acts, "--measures", "dse", "--csv", str(existing)]) == 2
+    assert "is an existing file; pass --overwrite" in _one_error_line(capsys, "measure")
+    assert existing.read_text() == "keep me"
+    victim = path / "elsewhere.txt"
+    victim.write_text("not yours")
+    link = path / "link.csv"
+    link.symlink_to(victim)
+    assert main(["measure", acts, "--measures", "dse", "--csv", str(link)]) == 2
+    assert "is a symbolic link; pass --overwrite" in _one_error_line(capsys, "measure")
+    assert victim.read_text() == "not yours"
+    # --overwrite replaces the link by a file: the link's target is untouched.
+    argv = ["measure", acts, "--measures", "dse", "--csv", str(link), "--overwrite"]
+    assert main(argv) == 0
+    assert not link.is_symlink() and "dse" in link.read_text()
+    assert victim.read_text() == "not yours"
+    assert (
+        main(
+            [
+                "measure",
+                acts,
+                "--measures",
+                "dse",
+                "--csv",
+                str(existing),
+                "--overwrite",
+            ]
+        )
+        == 0
+    )
+    assert existing.read_text().startswith("layer,measure,value")
+
+
+def test_measure_refuses_inputs_above_the_size_limit_with_the_fix(tmp_path, capsys):
+    # 4 MiB of zeros compress to a few KiB: the limit is on the loaded size.
+    np.savez_compressed(tmp_path / "big.npz", layer=np.zeros((1024, 1024), np.float32))
+    assert (tmp_path / "big.npz").stat().st_size < 100_000
+    argv = ["measure", str(tmp_path / "big.npz"), "--max-input-gb", "0.001"]
+    assert main(argv) == 2
+    line = _one_error_line(capsys, "measure")
+    assert "its arrays take 4.0 MiB once loaded, above the 1.0 MiB" in line
+    assert "pass --max-input-gb 1 to read it anyway" in line
+    np.save(tmp_path / "labels.npy", np.zeros(2**18))
+    np.save(tmp_path / "small.npy", np.zeros((4, 2)))
+    argv = ["measure", str(tmp_path / "small.npy"), "--labels"]
+    argv += [str(tmp_path / "labels.npy"), "--max-input-gb", "0.001"]
+    assert main(argv) == 2
+    assert "labels.npy: its arrays take 2.0 MiB" in _one_error_line(capsys, "measure")
+
+
+def test_measure_default_size_limit_is_documented_and_applied(
+    tmp_path, capsys, monkeypatch
+):
+    import infoscope.cli as cli
+
+    assert cli.MAX_INPUT_BYTES == 2 * 2**30
+    monkeypatch.setattr(cli, "MAX_INPUT_BYTES", 1000)
+    np.save(tmp_path / "a.npy", np.zeros((100, 10)))
+    assert main(["measure", str(tmp_path / "a.npy")]) == 2
+    assert "above the 1000.0 B that infoscope measure reads by default" in (
+        _one_error_line(capsys, "measure")
+    )
+
+
+def test_measure_never_blocks_on_a_fifo_or_a_directory(tmp_path, capsys):
+    import threading
+
+    fifo = tmp_path / "pipe.npy"
+    os.mkfifo(fifo)
+    status = []
+    worker = threading.Thread(
+        target=lambda: status.append(main(["measure", str(fifo)])), daemon=True
+    )
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "infoscope measure blocked on a FIFO"
+    assert status == [2]
+    assert "is a FIFO (named pipe); activations must be read from a regular file" in (
+        _one_error_line(capsys, "measure")
+    )
+    (tmp_path / "folder.npy").mkdir()
+    assert main(["measure", str(tmp_path / "folder.npy")]) == 2
+    assert "is a directory" in _one_error_line(capsys, "measure")
+
+
+def test_measure_names_files_that_are_not_numpy_files(tmp_path, capsys):
+    (tmp_path / "text.npy").write_text("1,2,3\n4,5,6\n")
+    assert main(["measure", str(tmp_path / "text.npy")]) == 2
+    line = _one_error_line(capsys, "measure")
+    assert "is not a NumPy .npy file (it does not start with NumPy's header)" in line
+    assert "pickled" not in line
+    (tmp_path / "text.npz").write_text("not a zip")
+    assert main(["measure", str(tmp_path / "text.npz")]) == 2
+    assert "is not a NumPy .npz file (not a zip archive)" in (
+        _one_error_line(capsys, "measure")
+    )
+
+
+def test_measure_bad_values_are_one_line_in_the_users_terms(saved, capsys):
+    path, _, H, y = saved
+    H = H.copy()
+    H[3, 2] = np.nan
+    np.save(path / "nan.npy", H)
+    assert main(["measure", str(path / "nan.npy")]) == 2
+    line = _one_error_line(capsys, "measure")
+    assert "layer 'nan' of" in line and "has 1 NaN or infinite value(s)" in line
+    labels = y.astype(float)
+    labels[0] = np.inf
+    np.save(path / "bad_labels.npy", labels)
+    argv = [
+        "measure",
+        str(path / "hidden.npy"),
+        "--labels",
+        str(path / "bad_labels.npy"),
+    ]
+    assert main(argv) == 2
+    assert "the labels in" in _one_error_line(capsys, "measure")
+    # An error from a measure: no exception name, no argument name.
+    np.save(path / "constant.npy", np.ones((150, 4)))
+    argv = [
+        "measure",
+        str(path / "constant.npy"),
+        "--labels",
+        str(path / "labels.npy"),
+        "--measures",
+        "cka",
+    ]
+    assert main(argv) == 2
+    line = _one_error_line(capsys, "measure")
+    assert "layer 'constant', cka:" in line
+    for internal in ("ValueError", "`X`", "`y`", "HSIC:"):
+        assert internal not in line
+
+
+def test_measure_memory_refusal_names_max_samples_and_it_works(
+    saved, capsys, monkeypatch
+):
+    import re
+
+    from infoscope.backends import _memory
+
+    # 150 samples need 3 x 150^2 x 8 = 540,000 bytes for the exact DSE.
+    monkeypatch.setattr(_memory, "available_memory", lambda xp, device: 200_000)
+    hidden = str(saved[0] / "hidden.npy")
+    assert main(["measure", hidden, "--measures", "dse"]) == 2
+    line = _one_error_line(capsys, "measure")
+    assert "layer 'hidden', dse: needs about" in line
+    fits = int(re.search(r"pass --max-samples (\d+) \(or fewer\)", line)[1])
+    assert 3 * fits**2 * 8 <= 200_000
+    assert (
+        main(["measure", hidden, "--measures", "dse", "--max-samples", str(fits)]) == 0
+    )
+    assert "dse" in capsys.readouterr().out
+
+
+def test_measure_max_samples_takes_the_same_samples_of_every_layer(saved, capsys):
+    path, X, H, y = saved
+    csv = path / "sub.csv"
+    argv = [
+        "measure",
+        str(path / "acts.npz"),
+        "--labels",
+        str(path / "labels.npy"),
+        "--measures",
+        "dse",
+        "hsic",
+        "--max-samples",
+        "60",
+        "--csv",
+        str(csv),
+    ]
+    assert main(argv) == 0
+    import pandas as pd
+
+    from infoscope.backends import draw_rows
+
+    rows = draw_rows(np.random.default_rng(0), 150, 60)
+    value = pd.read_csv(csv).set_index(["layer", "measure"])["value"]
+    assert value["hidden", "dse"] == pytest.approx(diffusion_spectral_entropy(H[rows]))
+    assert value["input", "hsic"] == pytest.approx(HSIC().fit(X[rows], y[rows]).hsic_)
+
+
 def test_demo_writes_the_run_csv_and_report_and_refuses_to_overwrite(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     out = tmp_path / "demo"

@@ -9,6 +9,7 @@ every measure; ``infoscope measure`` measures saved activations;
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -161,25 +162,125 @@ def summary(history: Any, step_name: str = "step", *, legend: bool = True) -> st
 # ---- infoscope measure
 
 BACKENDS = ("numpy", "torch", "jax", "cupy")
+#: ``infoscope measure`` refuses inputs whose arrays hold more than this many
+#: bytes once loaded (a compressed .npz can hold far more than its size on
+#: disk); ``--max-input-gb`` raises the limit.
+MAX_INPUT_BYTES = 2 * 2**30
+_NPY_MAGIC = b"\x93NUMPY"
 
 
-def _load_activations(path: str) -> dict[str, np.ndarray]:
-    if not os.path.exists(path):
+def _format_size(n: float) -> str:
+    from .backends import format_bytes
+
+    return format_bytes(n)
+
+
+def _check_input_file(path: str, what: str) -> None:
+    """A regular file: never a FIFO, device or directory (reading one can block)."""
+    import stat
+
+    if not os.path.lexists(path):
         raise CommandError(f"no such file: {path}")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise CommandError(f"{path}: cannot be read ({exc.strerror}).") from None
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a directory"
+            if stat.S_ISDIR(mode)
+            else "a FIFO (named pipe)"
+            if stat.S_ISFIFO(mode)
+            else "not a regular file"
+        )
+        raise CommandError(
+            f"{path}: is {kind}; {what} must be read from a regular file saved "
+            f"with numpy.save or numpy.savez."
+        )
+
+
+def _npy_bytes(handle: Any, path: str) -> int:
+    """The bytes of the array a .npy stream holds, from its header alone."""
+    try:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+        else:
+            shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+    except (ValueError, OSError, SyntaxError) as exc:
+        raise CommandError(
+            f"{path}: is not a readable NumPy .npy file ({exc}); save arrays "
+            f"with numpy.save."
+        ) from None
+    return int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+
+
+def _stored_bytes(path: str, suffix: str) -> int:
+    """The bytes the arrays of a .npy or .npz file take once loaded.
+
+    Checks the file's format from its first bytes: NumPy's own message for a
+    file of another kind ("contains pickled data") misleads.
+    """
+    import zipfile
+
+    with open(path, "rb") as handle:
+        start = handle.read(len(_NPY_MAGIC))
+        if suffix == ".npy":
+            if start != _NPY_MAGIC:
+                raise CommandError(
+                    f"{path}: is not a NumPy .npy file (it does not start with "
+                    f"NumPy's header); save activations with numpy.save, or "
+                    f"several layers with numpy.savez as a .npz file."
+                )
+            handle.seek(0)
+            return _npy_bytes(handle, path)
+    if not zipfile.is_zipfile(path):
+        raise CommandError(
+            f"{path}: is not a NumPy .npz file (not a zip archive); save layers "
+            f"with numpy.savez(path, name=array, ...)."
+        )
+    total = 0
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                raise CommandError(
+                    f"{path}: holds {info.filename!r}, which is not a NumPy "
+                    f"array; a .npz file must hold arrays only (numpy.savez)."
+                )
+            with archive.open(info) as member:
+                total += _npy_bytes(member, f"{path}:{info.filename}")
+    return total
+
+
+def _check_size(path: str, suffix: str, limit: int) -> None:
+    size = _stored_bytes(path, suffix)
+    if size > limit:
+        raise CommandError(
+            f"{path}: its arrays take {_format_size(size)} once loaded, above "
+            f"the {_format_size(limit)} that infoscope measure reads by default; "
+            f"pass --max-input-gb {math.ceil(size / 2**30)} to read it anyway "
+            f"(and --max-samples N to measure a random subset of the samples)."
+        )
+
+
+def _load_activations(path: str, limit: int = MAX_INPUT_BYTES) -> dict[str, np.ndarray]:
+    _check_input_file(path, "activations")
     suffix = os.path.splitext(path)[1].lower()
     if suffix not in (".npy", ".npz"):
         raise CommandError(
             f"{path}: activations must be a .npy file (one layer) or a .npz file "
             f"(one array per layer); got {suffix or 'no extension'}."
         )
+    _check_size(path, suffix, limit)
     try:
         loaded = np.load(path, allow_pickle=False)
+        if suffix == ".npy":
+            layers = {os.path.splitext(os.path.basename(path))[0]: loaded}
+        else:
+            with loaded:
+                layers = {name: loaded[name] for name in loaded.files}
     except (ValueError, OSError) as exc:
         raise CommandError(f"{path}: cannot be read as {suffix} ({exc})") from None
-    if suffix == ".npy":
-        layers = {os.path.splitext(os.path.basename(path))[0]: loaded}
-    else:
-        layers = {name: loaded[name] for name in loaded.files}
     if not layers:
         raise CommandError(f"{path}: holds no arrays.")
     for name, H in layers.items():
@@ -194,24 +295,42 @@ def _load_activations(path: str) -> dict[str, np.ndarray]:
                 f"{path}: layer {name!r} has dtype {H.dtype}; activations must "
                 f"be numbers."
             )
+        _check_finite_values(H, f"layer {name!r} of {path}")
     return layers
 
 
-def _load_labels(path: str) -> np.ndarray:
-    if not os.path.exists(path):
-        raise CommandError(f"no such file: {path}")
+def _check_finite_values(a: np.ndarray, what: str) -> None:
+    if a.dtype.kind == "f":
+        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+        if bad:
+            raise CommandError(
+                f"{what} has {bad} NaN or infinite value(s) of {a.size}; remove "
+                f"the samples that hold them (or impute them) before measuring."
+            )
+
+
+def _load_labels(path: str, limit: int = MAX_INPUT_BYTES) -> np.ndarray:
+    _check_input_file(path, "labels")
     suffix = os.path.splitext(path)[1].lower()
+    if suffix in (".npy", ".npz"):
+        _check_size(path, suffix, limit)
+    elif os.path.getsize(path) > limit:
+        raise CommandError(
+            f"{path}: {_format_size(os.path.getsize(path))} of text labels, above "
+            f"the {_format_size(limit)} infoscope measure reads by default; pass "
+            f"--max-input-gb to read it anyway."
+        )
     try:
         if suffix == ".npy":
             y = np.load(path, allow_pickle=False)
         elif suffix == ".npz":
-            loaded = np.load(path, allow_pickle=False)
-            if len(loaded.files) != 1:
-                raise CommandError(
-                    f"{path}: a labels .npz must hold one array; it holds "
-                    f"{loaded.files}."
-                )
-            y = loaded[loaded.files[0]]
+            with np.load(path, allow_pickle=False) as loaded:
+                if len(loaded.files) != 1:
+                    raise CommandError(
+                        f"{path}: a labels .npz must hold one array; it holds "
+                        f"{loaded.files}."
+                    )
+                y = loaded[loaded.files[0]]
         else:  # text: one label per line (or comma separated)
             y = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, ndmin=1)
     except (ValueError, OSError) as exc:
@@ -223,6 +342,7 @@ def _load_labels(path: str) -> np.ndarray:
             f"{path}: labels must be one value per sample, shape (n_samples,); "
             f"got shape {y.shape}."
         )
+    _check_finite_values(y, f"the labels in {path}")
     return y
 
 
@@ -248,14 +368,125 @@ def _to_backend(backend: str, array: np.ndarray) -> Any:
         ) from None
 
 
+def _check_output(path: str, inputs: list[str], overwrite: bool) -> None:
+    """Refuse to write the CSV over an input, an existing file or a symlink."""
+    target = os.path.realpath(path)
+    for given in inputs:
+        if given is not None and (
+            os.path.realpath(given) == target
+            or (
+                os.path.exists(path)
+                and os.path.exists(given)
+                and os.path.samefile(path, given)
+            )
+        ):
+            raise CommandError(
+                f"--csv {path} is the input file {given}; write the values to "
+                f"another file."
+            )
+    if os.path.lexists(path) and not overwrite:
+        kind = "a symbolic link" if os.path.islink(path) else "an existing file"
+        raise CommandError(
+            f"--csv {path} is {kind}; pass --overwrite to replace it (a link is "
+            f"replaced by a file, never written through), or choose a new name."
+        )
+
+
+def _write_csv(table: Any, path: str, overwrite: bool) -> None:
+    """Write `table` to `path`: a new file, or (overwrite) atomically replaced.
+
+    Never follows a symbolic link: a new file is created with O_EXCL and
+    O_NOFOLLOW, and a replacement is written beside the path and renamed over
+    it, which replaces a link itself.
+    """
+    if not overwrite:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+        try:
+            descriptor = os.open(path, flags, 0o644)
+        except FileExistsError:
+            raise CommandError(
+                f"--csv {path} appeared while measuring; pass --overwrite to "
+                f"replace it."
+            ) from None
+        except OSError as exc:
+            raise CommandError(
+                f"--csv {path}: cannot be written ({exc.strerror})."
+            ) from None
+        with os.fdopen(descriptor, "w", newline="") as handle:
+            table.to_csv(handle, index=False)
+        return
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    descriptor, temporary = tempfile.mkstemp(
+        prefix=".infoscope-", suffix=".csv", dir=folder
+    )
+    try:
+        with os.fdopen(descriptor, "w", newline="") as handle:
+            table.to_csv(handle, index=False)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+
+
+# Argument names in the library's messages, in the command's terms.
+_USER_TERMS = (
+    ("`X`", "the activations"),
+    ("`Z`", "the activations"),
+    ("`y`", "the labels"),
+    ("`Y`", "the labels"),
+)
+
+
+def _in_user_terms(message: str) -> str:
+    """A library error's message without its function prefix and argument names."""
+    head, colon, rest = message.partition(": ")
+    if colon and head.isidentifier():
+        message = rest
+    for name, words in _USER_TERMS:
+        message = message.replace(name, words)
+    return message
+
+
+def _measure_error(exc: Exception, layer: str, name: str, n: int) -> CommandError:
+    from .backends import MemoryLimitError
+
+    where = f"layer {layer!r}, {name}"
+    if isinstance(exc, MemoryLimitError):
+        fits = max(2, int(n * math.sqrt(exc.available / exc.needed)))
+        return CommandError(
+            f"{where}: needs about {_format_size(exc.needed)} for {n} samples, but "
+            f"only {_format_size(exc.available)} is free; pass --max-samples "
+            f"{fits} (or fewer) to measure a random subset."
+        )
+    return CommandError(f"{where}: {_in_user_terms(str(exc))}")
+
+
+def _subsample(layers, y, max_samples):
+    """The same random `max_samples` samples (seed 0) of every layer and y."""
+    n = next(iter(layers.values())).shape[0]
+    if max_samples is None or n <= max_samples:
+        return layers, y
+    from .backends import draw_rows
+
+    rows = draw_rows(np.random.default_rng(0), n, max_samples)
+    layers = {name: (H[rows] if H.shape[0] == n else H) for name, H in layers.items()}
+    return layers, (None if y is None or len(y) != n else y[rows])
+
+
 def _measure_command(args: argparse.Namespace) -> None:
-    layers = _load_activations(args.activations)
+    limit = int(args.max_input_gb * 2**30)
+    if args.csv is not None:
+        _check_output(args.csv, [args.activations, args.labels], args.overwrite)
+    layers = _load_activations(args.activations, limit)
     unknown = [m for m in args.measures or [] if m not in MEASURES]
     if unknown:
         raise CommandError(
             f"unknown measure {unknown[0]!r}; choose from {', '.join(MEASURES)}."
         )
-    y = None if args.labels is None else _load_labels(args.labels)
+    y = None if args.labels is None else _load_labels(args.labels, limit)
     applicable = [m for m, (needs_labels, _) in MEASURES.items() if not needs_labels]
     names = args.measures or (list(MEASURES) if y is not None else applicable)
     if y is None:
@@ -265,23 +496,28 @@ def _measure_command(args: argparse.Namespace) -> None:
                 f"{', '.join(needing)} {'needs' if len(needing) == 1 else 'need'} "
                 f"labels; pass --labels FILE."
             )
-    rows = []
     for layer, H in layers.items():
         if y is not None and len(y) != H.shape[0]:
             raise CommandError(
                 f"layer {layer!r} has {H.shape[0]} samples but {args.labels} has "
                 f"{len(y)} labels; give one label per sample."
             )
+    layers, y = _subsample(layers, y, args.max_samples)
+    rows = []
+    for layer, H in layers.items():
         H_b = _to_backend(args.backend, H)
         y_b = None if y is None else _to_backend(args.backend, y)
         for name in names:
-            value = float(MEASURES[name][1](H_b, y_b))
+            try:
+                value = float(MEASURES[name][1](H_b, y_b))
+            except (ValueError, TypeError) as exc:
+                raise _measure_error(exc, layer, name, H.shape[0]) from None
             rows.append((layer, name, value))
     import pandas as pd
 
     table = pd.DataFrame(rows, columns=["layer", "measure", "value"])
     if args.csv:
-        table.to_csv(args.csv, index=False)
+        _write_csv(table, args.csv, args.overwrite)
     wide = table.pivot(index="layer", columns="measure", values="value")
     wide = wide.loc[list(layers), names]
     print(wide.to_string(float_format=lambda v: f"{v:.6g}"))
@@ -362,7 +598,30 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"any of {', '.join(MEASURES)} (default: all that apply)",
     )
     measure.add_argument("--backend", choices=BACKENDS, default="numpy")
-    measure.add_argument("--csv", help="also write the values to this CSV file")
+    measure.add_argument(
+        "--csv", help="also write the values to this CSV file (a new file)"
+    )
+    measure.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="let --csv replace an existing file or link (never an input)",
+    )
+    measure.add_argument(
+        "--max-samples",
+        type=_positive_int,
+        metavar="N",
+        help="measure a random subset of N samples (the same for every layer)",
+    )
+    measure.add_argument(
+        "--max-input-gb",
+        type=_positive_float,
+        default=MAX_INPUT_BYTES / 2**30,
+        metavar="GB",
+        help=(
+            "refuse inputs whose arrays take more than this once loaded "
+            f"(default {MAX_INPUT_BYTES / 2**30:g} GiB)"
+        ),
+    )
     measure.set_defaults(handler=_measure_command)
 
     report = commands.add_parser("report", help="redraw the figures of a run")
@@ -387,6 +646,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number; got {text}")
+    return value
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``infoscope`` command; returns the exit status.
 
@@ -406,11 +675,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         if args.debug:
             raise
-        message = (
-            str(exc)
-            if isinstance(exc, CommandError)
-            else (f"{type(exc).__name__}: {exc}")
-        )
+        if isinstance(exc, CommandError):
+            message = str(exc)
+        elif isinstance(exc, (ValueError, TypeError, OSError)):
+            message = _in_user_terms(str(exc))
+        else:  # a bug: say so, without Python's words for it
+            message = (
+                f"internal error ({exc}); rerun with --debug for the details, "
+                f"and report it"
+            )
         message = " ".join(message.split())  # one line, whatever raised it
         print(f"infoscope {args.command}: error: {message}", file=sys.stderr)
         return 2

@@ -35,18 +35,31 @@ from typing import Any
 
 import numpy as np
 
-from .backends import check_random_state, float_dtype, namespace_and_device
-from .estimators._base import InfoscopeEstimator, Interval, StrOptions, _samples
+from .backends import (
+    asarray,
+    check_random_state,
+    draw_rows,
+    float_dtype,
+    namespace_and_device,
+    take_rows,
+)
+from .estimators._base import (
+    RANDOM_STATE,
+    InfoscopeEstimator,
+    Interval,
+    StrOptions,
+    check_inputs,
+    samples_text,
+)
 from .estimators.ntk import (
     ENTROPY_PARAMETERS,
-    _block_entropies_nats,
-    _check_kernel_input,
-    _check_kernel_matrix,
-    _cosine_normalized,
-    _n_features,
-    _spectrum,
-    _submatrix,
-    _take_rows,
+    block_entropies_nats,
+    check_kernel_fits,
+    check_kernel_matrix,
+    cosine_normalized,
+    kernel_spectrum,
+    n_features,
+    submatrix,
 )
 
 __all__ = ["GreedyEntropySelector", "MaxEntropySelector", "RandomSelector"]
@@ -58,7 +71,7 @@ AUTO_FULL_MAX_POOL = 4096
 _SELECTOR_PARAMETERS = {
     "n_select": [Interval(Integral, 1, None, closed="left")],
     **ENTROPY_PARAMETERS,
-    "random_state": ["random_state"],
+    "random_state": RANDOM_STATE,
 }
 _KERNEL = {"kernel": [callable, StrOptions({"precomputed"})]}
 
@@ -73,9 +86,7 @@ def _draw_subsets(
     """
     if disjoint:
         return np.sort(rng.permutation(n)[: count * k].reshape(count, k), axis=1)
-    return np.stack(
-        [np.sort(rng.choice(n, size=k, replace=False)) for _ in range(count)]
-    )
+    return np.stack([draw_rows(rng, n, k) for _ in range(count)])
 
 
 class _Selector(InfoscopeEstimator):
@@ -100,22 +111,23 @@ class _Selector(InfoscopeEstimator):
         caller = type(self).__name__
         K = None
         if isinstance(self.kernel, str):  # "precomputed"
-            K = X = _check_kernel_matrix(X, caller=caller, name="K")
+            K = X = check_kernel_matrix(X, caller=caller, name="K")
         else:
-            X = _check_kernel_input(X, caller=caller)
+            X = check_inputs(X, caller=caller)
         n = X.shape[0]
-        self.n_features_in_ = _n_features(X)
+        self.n_features_in_ = n_features(X)
         if self.n_select > n:
             raise ValueError(
                 f"{caller}: n_select={self.n_select} exceeds the pool, which has "
-                f"{_samples(n)}; lower n_select or pass a larger pool."
+                f"{samples_text(n)}; lower n_select or pass a larger pool."
             )
         return K, X, n
 
     def _pool_kernel(self, X: Any, n: int) -> Any:
         """``kernel(X)`` on the whole pool, checked to have one row per sample."""
         caller = type(self).__name__
-        K = _check_kernel_matrix(self.kernel(X), caller=caller, name="kernel(X)")
+        check_kernel_fits(X, caller)
+        K = check_kernel_matrix(self.kernel(X), caller=caller, name="kernel(X)")
         self._check_rows(K, n)
         return K
 
@@ -123,7 +135,7 @@ class _Selector(InfoscopeEstimator):
         if K.shape[0] != n:
             raise ValueError(
                 f"{type(self).__name__}: kernel(X) returned a {K.shape[0]} x "
-                f"{K.shape[0]} matrix for {_samples(n)}; selection needs one row "
+                f"{K.shape[0]} matrix for {samples_text(n)}; selection needs one row "
                 f"per sample: use an NTK in output_mode='mean' or 'sum'."
             )
 
@@ -131,14 +143,14 @@ class _Selector(InfoscopeEstimator):
         """The entropy of the subset `rows`: from the pool kernel, or computed."""
         caller = type(self).__name__
         if K is None:
-            K = _check_kernel_matrix(
-                self.kernel(_take_rows(X, rows)), caller=caller, name="kernel(X)"
+            K = check_kernel_matrix(
+                self.kernel(take_rows(X, rows)), caller=caller, name="kernel(X)"
             )
             self._check_rows(K, rows.size)
         else:
-            K = _submatrix(K, rows)
+            K = submatrix(K, rows)
         xp, device = namespace_and_device(K)
-        return _spectrum(
+        return kernel_spectrum(
             K,
             xp,
             device,
@@ -170,8 +182,9 @@ def _like(X: Any, indices: np.ndarray) -> Any:
 
 
 def _on_device(values: np.ndarray, K: Any) -> Any:
+    """Host `values` in K's library, on its device, in its widest float."""
     xp, device = namespace_and_device(K)
-    return xp.asarray(values, dtype=float_dtype(xp, device), device=device)
+    return asarray(values, xp=xp, device=device, dtype=float_dtype(xp, device))
 
 
 class MaxEntropySelector(_Selector):
@@ -315,8 +328,8 @@ class MaxEntropySelector(_Selector):
             K = self._pool_kernel(X, n)
         if K is not None:
             xp, device = namespace_and_device(K)
-            work = _cosine_normalized(K, xp, caller=caller) if self.normalize else K
-            nats, _ = _block_entropies_nats(work, candidates, xp, device)
+            work = cosine_normalized(K, xp, caller=caller) if self.normalize else K
+            nats, _ = block_entropies_nats(work, candidates, xp, device)
             entropies = nats / math.log(self.base)
             reference = K
         else:
@@ -433,10 +446,10 @@ class GreedyEntropySelector(_Selector):
         if K is None:
             K = self._pool_kernel(X, n)
         xp, device = namespace_and_device(K)
-        work = _cosine_normalized(K, xp, caller=caller) if self.normalize else K
+        work = cosine_normalized(K, xp, caller=caller) if self.normalize else K
         rng = check_random_state(self.random_state)
         chosen = [int(rng.integers(n))]
-        first, _ = _block_entropies_nats(work, np.asarray([chosen]), xp, device)
+        first, _ = block_entropies_nats(work, np.asarray([chosen]), xp, device)
         path = [float(first[0])]
         available = np.ones(n, dtype=bool)
         available[chosen[0]] = False
@@ -445,7 +458,7 @@ class GreedyEntropySelector(_Selector):
             rows = np.empty((rest.size, step + 1), dtype=np.int64)
             rows[:, :step] = chosen
             rows[:, step] = rest
-            nats, _ = _block_entropies_nats(work, rows, xp, device)
+            nats, _ = block_entropies_nats(work, rows, xp, device)
             if np.all(np.isnan(nats)):
                 raise _all_undefined(caller, f"subset of {step + 1} samples")
             best = int(np.nanargmax(nats))

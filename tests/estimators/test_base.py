@@ -180,9 +180,17 @@ def test_check_consistent_length_names_both():
 
 def test_check_targets():
     np.testing.assert_array_equal(check_targets([1, 0, 1], caller="demo"), [1, 0, 1])
+    # Labels held as Python objects (a pandas object Series) take their
+    # values' dtype: strings stay strings, integers become integers.
     assert (
-        check_targets(np.array(["a", "b"], dtype=object), caller="demo").dtype == object
+        check_targets(np.array(["a", "b"], dtype=object), caller="demo").dtype.kind
+        == "U"
     )
+    assert (
+        check_targets(np.array([1, 2], dtype=object), caller="demo").dtype.kind == "i"
+    )
+    mixed = np.array([1, "a", None], dtype=object)
+    assert check_targets(mixed, caller="demo").dtype == object
     with pytest.raises(
         ValueError, match=r"demo: `y` contains NaN or infinity \(1 of 3 values\)"
     ):

@@ -350,9 +350,9 @@ def test_same_seed_same_value_on_every_backend(backend):
 
 
 def test_exact_method_refuses_what_cannot_fit_before_allocating(monkeypatch):
-    from infoscope.estimators import _base
+    from infoscope.backends import _memory
 
-    monkeypatch.setattr(_base, "available_memory", lambda xp, device: 50 * 2**20)
+    monkeypatch.setattr(_memory, "available_memory", lambda xp, device: 50 * 2**20)
     X = np.zeros((5000, 2))
     with pytest.raises(ValueError) as info:
         diffusion_spectral_entropy(X, method="exact")
@@ -367,9 +367,9 @@ def test_exact_method_refuses_what_cannot_fit_before_allocating(monkeypatch):
 def test_approximate_mutual_information_estimator_needs_no_exact_operator(
     monkeypatch,
 ):
-    from infoscope.estimators import _base
+    from infoscope.backends import _memory
 
-    monkeypatch.setattr(_base, "available_memory", lambda xp, device: 10 * 2**20)
+    monkeypatch.setattr(_memory, "available_memory", lambda xp, device: 10 * 2**20)
     X = data(n=1200)
     y = np.arange(1200) % 3
     with pytest.raises(ValueError, match="the exact method needs"):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sklearn.base import clone
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import infoscope
@@ -18,7 +19,6 @@ from infoscope import NodeSNR, node_snr, node_snr_table
 from infoscope.backends import (
     asarray,
     device_name,
-    is_array,
     namespace_and_device,
     namespace_name,
     to_numpy,
@@ -232,15 +232,32 @@ def test_all_dead_layer_gives_nan_means_without_warnings(backend):
     assert math.isnan(row.optimality_mean)
 
 
-def test_a_maximum_of_minus_epsilon_makes_every_node_nan_without_warnings():
+def test_a_maximum_of_minus_epsilon_is_an_error_not_nan_nodes():
     X, W = relu_layer(seed=11)
     X[:, 2] = -0.001  # x / (max + 0.001) divides by zero for this feature
+    with pytest.raises(
+        ValueError,
+        match=r"node_snr: an input feature's maximum over the samples is exactly "
+        r"-0\.001, so x~ = x / \(max x \+ 0\.001\) is undefined; pass "
+        r"normalize_inputs=False",
+    ):
+        node_snr(X, W)
+    with pytest.raises(ValueError, match=r"NodeSNR: an input feature's maximum"):
+        NodeSNR().fit(X, weights=W)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        S, F, _ = node_snr(X, W)
         S_plain, _, _ = node_snr(X, W, normalize_inputs=False)
-    assert np.isnan(S).all() and np.isnan(F).all()
     assert np.isfinite(np.delete(S_plain, 5)).all()
+
+
+def test_a_covariance_beyond_the_float_range_is_an_error():
+    X, W = relu_layer(seed=12)
+    with pytest.raises(
+        ValueError,
+        match=r"node_snr: the input-output covariance .* "
+        r"overflows the float range",
+    ):
+        node_snr(X * 1e200, W * 1e200)
 
 
 # ---- streaming: partial_fit over any split equals fit
@@ -629,17 +646,17 @@ def test_parameter_messages():
     X, W = relu_layer(seed=22)
     with pytest.raises(
         TypeError,
-        match=r"node_snr: `normalize_inputs` must be True or False, got 'yes'",
+        match=r"The 'normalize_inputs' parameter of node_snr must be an instance of 'bool'",
     ):
         node_snr(X, W, normalize_inputs="yes")
     with pytest.raises(
         ValueError,
-        match=r"node_snr: `batch_size` must be a positive integer or None, got 0; pass None to use all samples at once",
+        match=r"The 'batch_size' parameter of node_snr must be an int in the range \[1, inf\) or None\. Got 0 instead",
     ):
         node_snr(X, W, batch_size=0)
     with pytest.raises(
         TypeError,
-        match=r"node_snr: `batch_size` must be a positive integer or None, got 2\.5",
+        match=r"The 'batch_size' parameter of node_snr must be an int in the range \[1, inf\) or None\. Got 2\.5 instead",
     ):
         node_snr(X, W, batch_size=2.5)
     with pytest.raises(
@@ -705,44 +722,40 @@ def test_torch_weights_that_require_grad():
 # ---- scikit-learn's estimator checks
 
 
-class NodeSNRWithWeightsDrawn(NodeSNR):
-    """NodeSNR that draws fixed weights when ``fit`` is given none (tests only).
+def seeded_weights(X):
+    """A fixed (n_features, 3) W in X's namespace, device and dtype (tests only).
 
-    scikit-learn's generic checks call ``fit(X, y)`` with data of their own,
-    and cannot know that NodeSNR needs the layer's weights as a fit
-    parameter. This subclass changes nothing but that: it supplies a seeded
-    (n_features, 3) W in X's namespace, device and dtype when ``weights`` is
-    None, so every check (validation, dtypes, pickling, array API inputs,
-    parameters left untouched, partial_fit's feature check, ...) runs
-    NodeSNR's own code.
+    scikit-learn's generic checks call ``fit(X, y)`` with data of their own;
+    NodeSNR takes its weights from the `weights` parameter then, so every
+    check (validation, dtypes, pickling, array API inputs, parameters left
+    untouched, partial_fit's feature check, ...) runs NodeSNR's own code.
     """
-
-    def fit(self, X, y=None, *, weights=None):
-        if weights is None:
-            weights = _weights_like(X)
-        return super().fit(X, y, weights=weights)
-
-    def partial_fit(self, X, y=None, *, weights=None):
-        if weights is None and not hasattr(self, "_moments"):
-            weights = _weights_like(X)
-        return super().partial_fit(X, y, weights=weights)
-
-
-def _weights_like(X):
-    shape = tuple(getattr(X, "shape", np.shape(X)))
-    if len(shape) < 2:
-        return None  # NodeSNR's own check of X fails first
-    W = np.random.default_rng(0).standard_normal((math.prod(shape[1:]), 3))
-    if not is_array(X):
-        return W
+    W = np.random.default_rng(0).standard_normal((X.shape[1], 3))
     xp, device = namespace_and_device(X)
-    dtype = X.dtype if xp.isdtype(X.dtype, "real floating") else None
-    return asarray(W, xp=xp, device=device, dtype=dtype)
+    return asarray(W, xp=xp, device=device, dtype=X.dtype)
 
 
-@parametrize_with_checks([NodeSNRWithWeightsDrawn()])
+@parametrize_with_checks([NodeSNR(weights=seeded_weights)])
 def test_scikit_learn_contract(estimator, check):
     check(estimator)
+
+
+def test_weights_parameter_equals_the_fit_keyword_and_is_read_at_each_fit():
+    X, W = relu_layer(seed=28)
+    keyword = NodeSNR().fit(X, weights=W)
+    parameter = NodeSNR(weights=W).fit(X)
+    np.testing.assert_array_equal(parameter.optimality_, keyword.optimality_)
+    current = {"W": W}
+    live = NodeSNR(weights=lambda X: current["W"]).fit(X)
+    np.testing.assert_array_equal(live.optimality_, keyword.optimality_)
+    current["W"] = 2.0 * W + 1.0
+    np.testing.assert_allclose(
+        live.fit(X).optimality_, NodeSNR().fit(X, weights=current["W"]).optimality_
+    )
+    # The keyword wins over the parameter; a clone keeps the parameter.
+    other = NodeSNR(weights=np.ones_like(W)).fit(X, weights=W)
+    np.testing.assert_array_equal(other.optimality_, keyword.optimality_)
+    assert clone(NodeSNR(weights=W)).weights is not None
 
 
 def test_unfitted_estimator_says_call_fit():

@@ -247,6 +247,7 @@ class _JaxNtk:
                 itemsize=self.itemsize,
                 contract_fn=self.contract,
                 on_blocks=on_blocks,
+                caller=self.caller,
             )
         finally:
             self.host = (None, None)

@@ -32,6 +32,8 @@ from typing import Any
 import array_api_compat as compat
 import numpy as np
 
+from ..backends import check_ntk_memory
+
 __all__ = [
     "MEMORY_BUDGET",
     "Layer",
@@ -417,8 +419,13 @@ def compute(
     budget: float | None = None,
     contract_fn: Callable[[list, list], Any] | None = None,
     on_blocks: Callable[[int], None] | None = None,
+    caller: str = "empirical_ntk",
 ) -> Any:
     """The blocked empirical NTK from a framework's per-block features.
+
+    Refuses at once (:func:`infoscope.backends.check_ntk_memory`) an NTK
+    whose result and stored features would not fit in the memory the
+    machine, its container or the device has.
 
     Parameters
     ----------
@@ -454,6 +461,8 @@ def compute(
         passes a compiled one).
     on_blocks : callable, optional
         Called with the block size chosen, before any features are computed.
+    caller : str, default="empirical_ntk"
+        The public function, for the memory error.
 
     Returns
     -------
@@ -472,7 +481,18 @@ def compute(
     rows = block_slices(n1, b)
     cols = rows if symmetric else block_slices(n2_, b)
     budget = MEMORY_BUDGET if budget is None else budget  # read at each call
-    groups = group_terms(terms, n1 + (0 if symmetric else n2_), budget)
+    stored = n1 + (0 if symmetric else n2_)
+    check_ntk_memory(
+        n1 * kk,
+        n2_ * kk,
+        dtype,
+        working_set=int(min(per_sample * stored, max(budget, 0))),
+        xp=xp,
+        device=device,
+        caller=caller,
+        full=full and k > 1,
+    )
+    groups = group_terms(terms, stored, budget)
     if contract_fn is None:
         contract_fn = partial(contract, xp, k=k, full=full)
     canvas = _Canvas(xp, (n1 * kk, n2_ * kk), dtype, device)

@@ -477,6 +477,7 @@ class _TorchNtk:
                 itemsize=self.itemsize,
                 working_bytes=self.working_bytes,
                 contract_fn=self.contract,
+                caller=self.caller,
             )
 
 

@@ -17,10 +17,22 @@ Policy
 """
 
 from ._convert import asarray, to_numpy
-from ._distances import knn_indices, pairwise_sq_distances
-from ._dtype import as_float, float_dtype, supports_float64
+from ._distances import (
+    knn_indices,
+    pairwise_sq_distances,
+    power_of_two_scale,
+    scaled_sq_distances,
+)
+from ._dtype import as_float, float_dtype, itemsize, supports_float64
+from ._elementwise import exp_inplace
 from ._linalg import eigh_top, eigvals_abs, eigvalsh, matmul
-from ._memory import available_memory, format_bytes
+from ._memory import (
+    MemoryLimitError,
+    available_memory,
+    check_memory,
+    check_ntk_memory,
+    format_bytes,
+)
 from ._namespace import (
     compiled,
     device_name,
@@ -30,21 +42,28 @@ from ._namespace import (
     synchronize,
 )
 from ._random import check_random_state
+from ._rows import draw_rows, subsample_rows, take_rows
 from ._select import off_diagonal_middle, order_statistics
 
 __all__ = [
+    "MemoryLimitError",
     "as_float",
     "available_memory",
     "asarray",
+    "check_memory",
+    "check_ntk_memory",
     "check_random_state",
     "compiled",
     "device_name",
+    "draw_rows",
+    "exp_inplace",
     "eigh_top",
     "eigvals_abs",
     "eigvalsh",
     "float_dtype",
     "format_bytes",
     "is_array",
+    "itemsize",
     "knn_indices",
     "matmul",
     "namespace_and_device",
@@ -52,7 +71,11 @@ __all__ = [
     "off_diagonal_middle",
     "order_statistics",
     "pairwise_sq_distances",
+    "power_of_two_scale",
+    "scaled_sq_distances",
+    "subsample_rows",
     "supports_float64",
     "synchronize",
+    "take_rows",
     "to_numpy",
 ]

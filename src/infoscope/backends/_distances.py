@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any
 
 import array_api_extra as xpx
 from array_api_compat import array_namespace, device
 
-from ._dtype import as_float
+from ._dtype import as_float, itemsize
 from ._linalg import matmul
 from ._namespace import compiled, namespace_and_device, refuse_dask
 
-__all__ = ["knn_indices", "pairwise_sq_distances"]
+__all__ = [
+    "knn_indices",
+    "pairwise_sq_distances",
+    "power_of_two_scale",
+    "scaled_sq_distances",
+]
 
 # Row blocks of the kNN search hold at most this many bytes of distances.
 _KNN_BLOCK_BYTES = 64 * 2**20
@@ -33,26 +39,99 @@ def _check_points(X: Any, Y: Any, y_name: str) -> None:
         )
 
 
-def _centred(X: Any, Y: Any, xp: Any) -> tuple[Any, Any]:
-    """X and Y shifted by X's mean, in one common float dtype.
+def power_of_two_scale(*arrays: Any, xp: Any = None) -> float:
+    """A power of two s with ``max |a| / s`` in [1, 2) over `arrays` (1 if all 0).
 
-    Distances do not change under a shift, but the expansion
-    ||a||^2 + ||b||^2 - 2 a.b loses to cancellation about eps * ||a||^2:
-    centring makes that eps * spread^2 instead of eps * offset^2.
+    Dividing by a power of two is exact, so integers stay integers and
+    distances keep every digit; the squares of the scaled values cannot
+    overflow, whatever the data's magnitude. None entries are skipped.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.backends import power_of_two_scale
+    >>> power_of_two_scale(np.array([[3.0, -5.0]]))
+    4.0
+
+    Raises
+    ------
+    ValueError
+        For NaN or infinity, which no scale makes finite.
+    """
+    if xp is None:
+        xp, _ = namespace_and_device(*arrays)
+    largest = 0.0
+    for a in arrays:
+        if a is not None and a.shape[0] and a.shape[1]:
+            here = float(xp.max(xp.abs(a)))
+            largest = here if not math.isfinite(here) else max(largest, here)
+            if not math.isfinite(largest):
+                break
+    if not math.isfinite(largest):
+        raise ValueError(
+            "the points contain NaN or infinity; distances and kernels need "
+            "finite values: remove or impute those samples first"
+        )
+    if largest == 0.0:
+        return 1.0
+    _, exponent = math.frexp(largest)  # largest = m 2^e, 0.5 <= m < 1
+    return math.ldexp(1.0, exponent - 1)
+
+
+def _times_power_of_two(X: Any, exponent: int) -> Any:
+    """``X * 2**exponent`` in two steps, each factor a normal float32 number.
+
+    A single factor such as 2**-140 is subnormal in float32, and libraries that
+    flush subnormals to zero (XLA on the CPU) would turn the data into zeros.
+    """
+    if exponent == 0:
+        return X
+    half = exponent // 2
+    return X * math.ldexp(1.0, half) * math.ldexp(1.0, exponent - half)
+
+
+def _centred(X: Any, Y: Any, xp: Any) -> tuple[Any, Any, float]:
+    """X and Y divided by a power of two s, then shifted by X's mean; and s.
+
+    Distances do not change under a shift, and scale by s^2: the scaling keeps
+    the squares within range, and centring makes the cancellation of
+    ||a||^2 + ||b||^2 - 2 a.b about eps * spread^2 instead of eps * offset^2.
+    Both sets end in one common float dtype.
     """
     X = as_float(X, xp=xp)
-    if Y is None:
-        shift = xp.mean(X, axis=0)
-        return X - shift, None
-    Y = as_float(Y, xp=xp)
-    dtype = xp.result_type(X, Y)
-    X, Y = xp.astype(X, dtype, copy=False), xp.astype(Y, dtype, copy=False)
+    if Y is not None:
+        Y = as_float(Y, xp=xp)
+        dtype = xp.result_type(X, Y)
+        X, Y = xp.astype(X, dtype, copy=False), xp.astype(Y, dtype, copy=False)
+    scale = power_of_two_scale(X, Y, xp=xp)
+    exponent = -math.frexp(scale)[1] + 1
+    X = _times_power_of_two(X, exponent)
+    if X.shape[0] == 0:  # no points: nothing to centre (and no mean to take)
+        return X, (None if Y is None else _times_power_of_two(Y, exponent)), scale
     shift = xp.mean(X, axis=0)
-    return X - shift, Y - shift
+    if Y is None:
+        return X - shift, None, scale
+    return X - shift, _times_power_of_two(Y, exponent) - shift, scale
 
 
-def _sq_distances(A: Any, B: Any, sq_a: Any, sq_b: Any, xp: Any) -> Any:
-    """||a_i - b_j||^2 from centred rows and their squared norms, clipped at 0."""
+def _rounding_floor(A: Any, B: Any, sq_a: Any, sq_b: Any, xp: Any) -> float:
+    """Squared distances below this are rounding noise of the expansion.
+
+    ``||a||^2 + ||b||^2 - 2 a.b`` is computed to about eps * (||a||^2 +
+    ||b||^2); a pair of identical points comes out as a few eps instead of 0.
+    """
+    eps = float(xp.finfo(A.dtype).eps)
+    largest = float(xp.max(sq_a)) if sq_a.shape[0] else 0.0
+    if B is not None and sq_b.shape[0]:
+        largest = max(largest, float(xp.max(sq_b)))
+    return 8.0 * eps * largest
+
+
+def _sq_distances(A: Any, B: Any, sq_a: Any, sq_b: Any, floor: float, xp: Any) -> Any:
+    """||a_i - b_j||^2 from centred rows and their squared norms.
+
+    Values below `floor` (rounding noise, and the negatives it leaves) are 0.
+    """
     D = matmul(A, B.T)
     # Operator-assignment works in place where the library allows (NumPy,
     # torch, CuPy) and rebinds otherwise (JAX), so peak memory stays at two
@@ -60,16 +139,68 @@ def _sq_distances(A: Any, B: Any, sq_a: Any, sq_b: Any, xp: Any) -> Any:
     D *= -2.0
     D += sq_a[:, None]
     D += sq_b[None, :]
-    # Rounding can leave tiny negatives where a_i == b_j.
-    return xpx.at(D, D < 0).set(0.0)
+    return xpx.at(D, D < floor).set(0.0)
+
+
+def scaled_sq_distances(X: Any, Y: Any = None, /) -> tuple[Any, float]:
+    """Squared distances of the rows of ``X / s`` (and ``Y / s``), and s.
+
+    s is a power of two with the largest ``|x|`` (and ``|y|``) between s and
+    2 s, so the squared distances of the scaled rows are at most 16 d and the
+    true ones are ``s**2 * D2s`` exactly. Kernels and bandwidths take the
+    scale into their own arithmetic (:func:`infoscope.kernels.gaussian_kernel`)
+    instead of squaring huge or tiny numbers: finite data of any magnitude
+    gives finite kernels.
+
+    Parameters
+    ----------
+    X : array of shape (n, d)
+    Y : array of shape (m, d), optional
+
+    Returns
+    -------
+    D2s : array of shape (n, m)
+        As :func:`pairwise_sq_distances`, for the scaled rows.
+    scale : float
+        s.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.backends import scaled_sq_distances
+    >>> D2s, s = scaled_sq_distances(np.array([[0.0, 0.0], [3e200, 4e200]]))
+    >>> s <= 4e200 < 2 * s
+    True
+    >>> round(float(np.sqrt(D2s[0, 1]) * s / 1e200), 12)  # 5e200 ** 2 overflows
+    5.0
+    """
+    xp, _ = namespace_and_device(X, Y, names=("X", "Y"))
+    _check_points(X, Y, "Y")
+    A, B, scale = _centred(X, Y, xp)
+    sq_a = xp.sum(A * A, axis=1)
+    if B is None:
+        n = A.shape[0]
+        D = _sq_distances(
+            A, A, sq_a, sq_a, _rounding_floor(A, None, sq_a, None, xp), xp
+        )
+        # A point's distance to itself is 0, not the expansion's rounding error.
+        # The strided view of the flattened matrix is its diagonal.
+        diagonal = xpx.at(xp.reshape(D, (-1,)), slice(None, None, n + 1)).set(0.0)
+        return xp.reshape(diagonal, (n, n)), scale
+    sq_b = xp.sum(B * B, axis=1)
+    floor = _rounding_floor(A, B, sq_a, sq_b, xp)
+    return _sq_distances(A, B, sq_a, sq_b, floor, xp), scale
 
 
 def pairwise_sq_distances(X: Any, Y: Any = None, /) -> Any:
     """Squared Euclidean distances between the rows of `X` and of `Y`.
 
     Computed as ``||x||^2 + ||y||^2 - 2 x.y`` through one matrix product, after
-    shifting both sets by the mean of `X`: memory is O(n m + (n + m) d), never
-    O(n m d).
+    scaling both sets by a power of two and shifting them by the mean of `X`
+    (:func:`scaled_sq_distances`): memory is O(n m + (n + m) d), never
+    O(n m d). Distances within rounding of 0 are 0. A distance too large for
+    the dtype is ``inf``, as its square is; kernels avoid that by using the
+    scaled distances.
 
     Parameters
     ----------
@@ -91,18 +222,11 @@ def pairwise_sq_distances(X: Any, Y: Any = None, /) -> Any:
     array([[ 0., 25.],
            [25.,  0.]])
     """
-    xp, _ = namespace_and_device(X, Y, names=("X", "Y"))
-    _check_points(X, Y, "Y")
-    A, B = _centred(X, Y, xp)
-    sq_a = xp.sum(A * A, axis=1)
-    if B is None:
-        n = A.shape[0]
-        D = _sq_distances(A, A, sq_a, sq_a, xp)
-        # A point's distance to itself is 0, not the expansion's rounding error.
-        # The strided view of the flattened matrix is its diagonal.
-        diagonal = xpx.at(xp.reshape(D, (-1,)), slice(None, None, n + 1)).set(0.0)
-        return xp.reshape(diagonal, (n, n))
-    return _sq_distances(A, B, sq_a, xp.sum(B * B, axis=1), xp)
+    D2s, scale = scaled_sq_distances(X, Y)
+    if scale == 1.0:
+        return D2s
+    # Two products: s**2 itself may not be representable, s always is.
+    return D2s * scale * scale
 
 
 def knn_indices(
@@ -173,20 +297,20 @@ def knn_indices(
             "n_neighbors or more points"
         )
 
-    A, B = _centred(X, queries, xp)
+    A, B, _ = _centred(X, queries, xp)
     Q = A if self_search else B
     sq_a = xp.sum(A * A, axis=1)
     sq_q = sq_a if self_search else xp.sum(Q * Q, axis=1)
+    floor = _rounding_floor(A, Q, sq_a, sq_q, xp)
     m = Q.shape[0]
     if block_size is None:
-        itemsize = 8 if A.dtype == xp.float64 else 4
-        block_size = max(1, _KNN_BLOCK_BYTES // (itemsize * max(n, 1)))
+        block_size = max(1, _KNN_BLOCK_BYTES // (itemsize(A.dtype) * max(n, 1)))
     # Pinning a point's own distance keeps duplicates of it from displacing it
     # (include_self) or sneaking it in (excluded).
     self_distance = None
     if self_search:
         self_distance = -float("inf") if include_self else float("inf")
-    kernel = compiled(_knn_block, xp, static_argnames=("k", "self_distance"))
+    kernel = compiled(_knn_block, xp, static_argnames=("k", "self_distance", "floor"))
     rows = xp.arange(m, device=device)
     blocks = []
     for start in range(0, m, block_size):
@@ -202,6 +326,7 @@ def knn_indices(
                 sq_a,
                 k=k,
                 self_distance=self_distance,
+                floor=floor,
             )
         )
     return xp.concat(blocks, axis=0)
@@ -217,10 +342,10 @@ def _as_int(value: Any, name: str) -> int:
     raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
 
 
-def _knn_block(Q, rows, A, sq_q, sq_a, *, k, self_distance):
+def _knn_block(Q, rows, A, sq_q, sq_a, *, k, self_distance, floor):
     """The k nearest rows of A for each row of Q; `rows` are Q's indices into A."""
     xp = array_namespace(Q)
-    D = _sq_distances(Q, A, sq_q, sq_a, xp)
+    D = _sq_distances(Q, A, sq_q, sq_a, floor, xp)
     if self_distance is not None:
         columns = xp.arange(A.shape[0], device=device(Q))
         D = xp.where(rows[:, None] == columns[None, :], self_distance, D)

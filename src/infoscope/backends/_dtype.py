@@ -9,7 +9,7 @@ import array_api_compat as compat
 
 from ._namespace import namespace_and_device
 
-__all__ = ["as_float", "float_dtype", "supports_float64"]
+__all__ = ["as_float", "float_dtype", "itemsize", "supports_float64"]
 
 
 def supports_float64(xp: ModuleType, device: Any = None) -> bool:
@@ -52,6 +52,34 @@ def float_dtype(xp: ModuleType, device: Any = None, *, widest: bool = True) -> A
         return xp.float64 if supports_float64(xp, device) else xp.float32
     info = xp.__array_namespace_info__()
     return info.default_dtypes(device=device)["real floating"]
+
+
+def itemsize(dtype: Any, /) -> int:
+    """Bytes per element of `dtype`, for any supported library's dtype objects.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.backends import itemsize
+    >>> itemsize(np.float32), itemsize(np.dtype("float64"))
+    (4, 8)
+    """
+    size = getattr(dtype, "itemsize", None)  # NumPy, CuPy, JAX, PyTorch >= 2.1
+    if isinstance(size, int):
+        return size
+    inner = getattr(dtype, "_np_dtype", None)  # array-api-strict
+    if inner is not None:
+        return int(inner.itemsize)
+    try:
+        import numpy as np
+
+        return int(np.dtype(dtype).itemsize)
+    except TypeError:
+        pass
+    digits = "".join(c for c in str(dtype).rsplit(".", 1)[-1] if c.isdigit())
+    if not digits:
+        raise TypeError(f"cannot tell the size of dtype {dtype!r}")
+    return max(1, int(digits) // 8)
 
 
 def as_float(x: Any, /, *, xp: ModuleType | None = None) -> Any:

@@ -13,6 +13,19 @@ from ._namespace import namespace_and_device, refuse_dask
 __all__ = ["eigh_top", "eigvals_abs", "eigvalsh", "matmul"]
 
 
+def _check_finite_matrix(a: Any, xp: Any, operation: str) -> None:
+    """Raise a ValueError naming `operation` if `a` holds NaN or infinity.
+
+    LAPACK returns NaN, or fails with an internal error, on such input.
+    """
+    if bool(xp.all(xp.isfinite(a))):
+        return
+    raise ValueError(
+        f"{operation}: the matrix contains NaN or infinity (its entries overflowed, "
+        f"or came from non-finite data); eigenvalues need finite entries."
+    )
+
+
 def eigvalsh(
     a: Any,
     /,
@@ -62,6 +75,7 @@ def eigvalsh(
         )
     refuse_dask(xp, "eigvalsh")
     a = as_float(a, xp=xp)
+    _check_finite_matrix(a, xp, "eigvalsh")
     out_dtype = a.dtype
     if (
         precision == "float64"
@@ -75,9 +89,15 @@ def eigvalsh(
         # and skips a finite check the callers already made on their data.
         import scipy.linalg
 
-        w = scipy.linalg.eigvalsh(a, check_finite=False, overwrite_a=overwrite)
+        try:
+            w = scipy.linalg.eigvalsh(a, check_finite=False, overwrite_a=overwrite)
+        except np.linalg.LinAlgError as exc:
+            raise _no_convergence("eigvalsh", exc) from None
     else:
-        w = xp.linalg.eigvalsh(a)
+        try:
+            w = xp.linalg.eigvalsh(a)
+        except (RuntimeError, np.linalg.LinAlgError) as exc:  # torch's, NumPy's
+            raise _no_convergence("eigvalsh", exc) from None
     return xp.astype(w, out_dtype, copy=False)
 
 
@@ -113,6 +133,7 @@ def eigh_top(a: Any, k: int, /) -> tuple[Any, Any]:
     """
     xp, _ = namespace_and_device(a, names=("a",))
     refuse_dask(xp, "eigh_top")
+    _check_finite_matrix(a, xp, "eigh_top")
     n = a.shape[0]
     if not 1 <= k <= n:
         raise ValueError(f"k must be between 1 and {n}, got {k}")
@@ -134,7 +155,9 @@ def eigh_top(a: Any, k: int, /) -> tuple[Any, Any]:
     return values, vectors * signs
 
 
-def eigvals_abs(a: Any, /) -> Any:
+def eigvals_abs(
+    a: Any, /, *, precision: Literal["float64", "input"] = "float64"
+) -> Any:
     """Moduli of the (possibly complex) eigenvalues of a general square matrix.
 
     For non-symmetric operators such as directed kNN graphs. NumPy goes through
@@ -142,8 +165,15 @@ def eigvals_abs(a: Any, /) -> Any:
     ``jax.numpy.linalg.eigvals`` (on a GPU where the installed jaxlib has a
     GPU kernel, else through the host, as JAX itself decides); libraries
     without a general eigensolver (array-api-strict, CuPy) round-trip through
-    NumPy. The moduli come back in
-    `a`'s namespace, on its device, in its real dtype, in no particular order.
+    NumPy, and so do PyTorch and JAX where their solver fails to converge
+    (on some defective matrices). The moduli come back in `a`'s namespace,
+    on its device, in its real dtype, in no particular order.
+
+    The eigenvalues of a non-normal matrix can move by ``eps**(1/m)`` for a
+    Jordan block of size m (a kNN graph with repeated neighbourhoods has
+    them), so ``precision="float64"`` decomposes in float64 where the device
+    has it, as :func:`eigvalsh` does: a float32 0/1 matrix then gets the
+    eigenvalues of the same matrix in float64.
 
     Examples
     --------
@@ -152,22 +182,43 @@ def eigvals_abs(a: Any, /) -> Any:
     >>> np.sort(eigvals_abs(np.array([[0.0, -1.0], [1.0, 0.0]])))
     array([1., 1.])
     """
+    if precision not in ("float64", "input"):
+        raise ValueError(f"precision must be 'float64' or 'input', got {precision!r}")
     xp, device = namespace_and_device(a, names=("a",))
     a = as_float(a, xp=xp)
+    _check_finite_matrix(a, xp, "eigvals_abs")
+    out_dtype = a.dtype
+    if precision == "float64" and supports_float64(xp, device):
+        a = xp.astype(a, xp.float64, copy=False)
     if compat.is_torch_namespace(xp):
         import torch
 
-        return torch.abs(torch.linalg.eigvals(a)).to(a.dtype)
-    if compat.is_jax_namespace(xp):
+        try:
+            return torch.abs(torch.linalg.eigvals(a)).to(out_dtype)
+        except RuntimeError:
+            pass  # its solver gives up on some defective matrices: LAPACK's may not
+    elif compat.is_jax_namespace(xp):
         import jax.numpy as jnp
 
-        return jnp.abs(jnp.linalg.eigvals(a)).astype(a.dtype)
+        w = jnp.abs(jnp.linalg.eigvals(a)).astype(out_dtype)
+        if bool(jnp.all(jnp.isfinite(w))):
+            return w
     import scipy.linalg
 
     from ._convert import to_numpy
 
-    w = np.abs(scipy.linalg.eigvals(to_numpy(a), check_finite=False))
-    return xp.asarray(w.astype(to_numpy(a[:1, :1]).dtype), device=device)
+    try:
+        w = np.abs(scipy.linalg.eigvals(to_numpy(a), check_finite=False))
+    except np.linalg.LinAlgError as exc:
+        raise _no_convergence("eigvals_abs", exc) from None
+    return xp.astype(xp.asarray(w, device=device), out_dtype)
+
+
+def _no_convergence(operation: str, exc: Exception) -> ValueError:
+    return ValueError(
+        f"{operation}: the eigensolver did not converge ({exc}); the matrix is "
+        f"too ill-conditioned for it. Rescale the data, or use fewer samples."
+    )
 
 
 def matmul(a: Any, b: Any, /) -> Any:

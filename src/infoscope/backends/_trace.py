@@ -11,7 +11,7 @@ import scipy.linalg
 from ._convert import to_numpy
 from ._linalg import matmul
 
-__all__ = ["spectral_sums"]
+__all__ = ["spectral_sums", "top_eigenpairs"]
 
 
 def spectral_sums(
@@ -79,16 +79,16 @@ def spectral_sums(
     True
     """
     n_deflate = min(n_deflate, n)
-    sketch = xp.asarray(rng.standard_normal((n, n_deflate)), dtype=dtype, device=device)
-    Y = apply(sketch)
-    for _ in range(n_power):
-        Y = apply(_orthonormalize(Y, xp, device))
-    Q = _orthonormalize(Y, xp, device)
-    AQ = apply(Q)
-    T = np.asarray(to_numpy(matmul(Q.T, AQ)), dtype=np.float64)
-    theta, U = np.linalg.eigh((T + T.T) / 2)
-    theta, U = theta[::-1], U[:, ::-1].copy()
-    ritz_vectors = matmul(Q, xp.asarray(U, dtype=dtype, device=device))
+    theta, ritz_vectors, Q = _subspace_iteration(
+        apply,
+        n,
+        n_deflate,
+        xp=xp,
+        device=device,
+        dtype=dtype,
+        rng=rng,
+        n_power=n_power,
+    )
     sums = [float(np.sum(f(theta))) for f in functions]
     if n_deflate >= n:
         return sums, theta, ritz_vectors
@@ -127,6 +127,67 @@ def spectral_sums(
         theta,
         ritz_vectors,
     )
+
+
+def top_eigenpairs(
+    apply: Callable[[Any], Any],
+    n: int,
+    k: int,
+    *,
+    xp: Any,
+    device: Any,
+    dtype: Any,
+    rng: np.random.Generator,
+    n_power: int = 1,
+) -> tuple[np.ndarray, Any]:
+    """Approximate leading eigenpairs of a symmetric operator (Ritz pairs).
+
+    The randomized subspace iteration that :func:`spectral_sums` deflates
+    with, on its own: for the diffusion map of an operator whose entropy is
+    not needed again.
+
+    Returns
+    -------
+    values : numpy.ndarray of shape (k,)
+        Descending.
+    vectors : array of shape (n, k)
+        In `xp` on `device`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.backends._trace import top_eigenpairs
+    >>> A = np.diag([10.0, 9.0] + [0.01] * 8)
+    >>> values, _ = top_eigenpairs(lambda V: A @ V, 10, 2, xp=np, device="cpu",
+    ...                            dtype=np.float64, rng=np.random.default_rng(0))
+    >>> values.round(3)
+    array([10.,  9.])
+    """
+    theta, vectors, _ = _subspace_iteration(
+        apply,
+        n,
+        min(k, n),
+        xp=xp,
+        device=device,
+        dtype=dtype,
+        rng=rng,
+        n_power=n_power,
+    )
+    return theta, vectors
+
+
+def _subspace_iteration(apply, n, k, *, xp, device, dtype, rng, n_power):
+    """Ritz values (descending), Ritz vectors and the orthonormal basis Q."""
+    sketch = xp.asarray(rng.standard_normal((n, k)), dtype=dtype, device=device)
+    Y = apply(sketch)
+    for _ in range(n_power):
+        Y = apply(_orthonormalize(Y, xp, device))
+    Q = _orthonormalize(Y, xp, device)
+    AQ = apply(Q)
+    T = np.asarray(to_numpy(matmul(Q.T, AQ)), dtype=np.float64)
+    theta, U = np.linalg.eigh((T + T.T) / 2)
+    theta, U = theta[::-1], U[:, ::-1].copy()
+    return theta, matmul(Q, xp.asarray(U, dtype=dtype, device=device)), Q
 
 
 def _orthonormalize(Y: Any, xp: Any, device: Any) -> Any:

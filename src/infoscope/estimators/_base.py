@@ -8,8 +8,10 @@ comes through ``infoscope.hsic(...)`` or ``infoscope.HSIC().fit(...)``.
 from __future__ import annotations
 
 import math
+from numbers import Integral, Real
 from typing import Any, ClassVar
 
+import array_api_compat as compat
 import numpy as np
 from sklearn.base import BaseEstimator
 
@@ -17,6 +19,7 @@ from sklearn.base import BaseEstimator
 # change in scikit-learn is mended in one place.
 from sklearn.utils._param_validation import (
     Interval,
+    InvalidParameterError,
     Options,
     StrOptions,
     validate_parameter_constraints,
@@ -25,28 +28,64 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..backends import (
     as_float,
-    available_memory,
+    check_memory,
     device_name,
-    format_bytes,
     is_array,
+    itemsize,
     namespace_and_device,
     namespace_name,
 )
+from ..backends._memory import largest_square_that_fits
 
 __all__ = [
+    "BASE",
+    "BATCH_SIZE",
+    "RANDOM_STATE",
     "InfoscopeEstimator",
     "Interval",
+    "InvalidParameterError",
     "Options",
     "StrOptions",
     "check_array",
     "check_consistent_length",
+    "check_finite",
+    "check_finite_result",
+    "check_inputs",
+    "check_params",
     "check_square_arrays_fit",
     "check_targets",
-    "subsample_rows",
+    "is_sparse",
+    "samples_text",
 ]
 
+#: The constraints of the parameters that several functions and estimators
+#: share, written once (scikit-learn's constraint objects): every function
+#: and estimator refuses a bad value with the same InvalidParameterError
+#: (a ValueError and a TypeError), naming itself and the parameter.
+BASE = [Interval(Real, 1, None, closed="neither")]
+BATCH_SIZE = [Interval(Integral, 1, None, closed="left"), None]
+RANDOM_STATE = ["random_state"]
 
-def _is_sparse(x: Any) -> bool:
+
+def check_params(caller: str, constraints: dict[str, list[Any]], **values: Any) -> None:
+    """Validate a function's parameters as its estimator's are validated.
+
+    Examples
+    --------
+    >>> from infoscope.estimators._base import BATCH_SIZE, check_params
+    >>> check_params("demo", {"batch_size": BATCH_SIZE}, batch_size=0)
+    Traceback (most recent call last):
+    ...
+    sklearn.utils._param_validation.InvalidParameterError: The 'batch_size' \
+parameter of demo must be an int in the range [1, inf) or None. Got 0 instead.
+    """
+    validate_parameter_constraints(
+        {name: constraints[name] for name in values}, values, caller_name=caller
+    )
+
+
+def is_sparse(x: Any) -> bool:
+    """Whether `x` is a SciPy sparse matrix or array, or a sparse torch tensor."""
     if hasattr(x, "tocsr") and hasattr(x, "nnz"):  # SciPy sparse matrix or array
         return True
     layout = getattr(x, "layout", None)  # torch.sparse_coo, sparse_csr, ...
@@ -78,8 +117,35 @@ def _to_numeric_numpy(x: Any, caller: str, name: str) -> np.ndarray:
     return a
 
 
-def _samples(n: int) -> str:
+def samples_text(n: int) -> str:
+    """ "1 sample", "2 samples": for messages."""
     return f"{n} sample" + ("" if n == 1 else "s")
+
+
+def _plain(X: Any, caller: str, name: str) -> Any:
+    """`X` without what no measure can use: no data (meta tensors), masks.
+
+    NumPy subclasses (masked arrays without masked values, matrices) become
+    plain arrays, whose arithmetic is element-wise.
+    """
+    if compat.is_torch_array(X) and X.device.type == "meta":
+        raise ValueError(
+            f"{caller}: `{name}` is a meta tensor, which has a shape but no "
+            f"values; pass a tensor with data (on the CPU or a GPU), e.g. "
+            f"after loading the model's weights or running it on real inputs."
+        )
+    if isinstance(X, np.ma.MaskedArray):
+        masked = int(np.ma.count_masked(X))
+        if masked:
+            raise ValueError(
+                f"{caller}: `{name}` has {masked} masked value(s); measures need "
+                f"every value: drop the samples that hold them or fill them "
+                f"({name}.filled(value)) first."
+            )
+        return np.asarray(X.data)
+    if isinstance(X, np.ndarray) and type(X) is not np.ndarray:
+        return np.asarray(X)
+    return X
 
 
 def check_array(
@@ -133,12 +199,13 @@ def check_array(
             f"{caller}: `{name}` is None; pass an array of shape "
             "(n_samples, n_features)."
         )
-    if _is_sparse(X):
+    if is_sparse(X):
         raise TypeError(
             f"{caller}: `{name}` is a sparse matrix, and sparse input is not "
             f"supported; pass a dense array ({name}.toarray() or "
             f"{name}.to_dense())."
         )
+    X = _plain(X, caller, name)
     if not is_array(X):
         X = _to_numeric_numpy(X, caller, name)
     elif isinstance(X, np.ndarray) and X.dtype.kind in "OUSV":
@@ -167,7 +234,7 @@ def check_array(
     n_samples, n_features = X.shape
     if n_samples < min_samples:
         raise ValueError(
-            f"{caller}: `{name}` has {_samples(n_samples)} but the measure needs "
+            f"{caller}: `{name}` has {samples_text(n_samples)} but the measure needs "
             f"at least {min_samples}; pass more samples."
         )
     if n_features == 0:
@@ -176,11 +243,24 @@ def check_array(
             f"a minimum of 1 is required; pass at least one feature."
         )
     X = as_float(X, xp=xp)
-    _check_finite(X, xp, caller, name)
+    check_finite(X, caller=caller, name=name)
     return X
 
 
-def _check_finite(X: Any, xp: Any, caller: str, name: str) -> None:
+def check_finite(X: Any, *, caller: str, name: str) -> None:
+    """Raise a ValueError naming `caller` and `name` if `X` holds NaN or infinity.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.estimators._base import check_finite
+    >>> check_finite(np.array([1.0, np.inf]), caller="demo", name="X")
+    Traceback (most recent call last):
+    ...
+    ValueError: demo: `X` contains NaN or infinity (1 of 2 values); remove or \
+impute those samples first.
+    """
+    xp, _ = namespace_and_device(X)
     # One reduction decides the common case; the count (a mask as large as X)
     # is paid only when the sum is not finite, which a large but finite X can
     # also cause, so the count is what raises.
@@ -216,13 +296,16 @@ def check_targets(
             f"{caller} requires y to be passed, but the target y is None; pass "
             f"one label per sample as `{name}`."
         )
-    if _is_sparse(y):
+    if is_sparse(y):
         raise TypeError(
             f"{caller}: `{name}` is sparse, and sparse input is not supported; "
             f"pass a dense array."
         )
+    y = _plain(y, caller, name)
     if not is_array(y):
         y = np.asarray(y)
+    if isinstance(y, np.ndarray) and y.dtype.kind == "O":
+        y = _unbox(y)
     if isinstance(y, np.ndarray) and y.dtype.kind in "OUSV":
         if numeric:
             y = _to_numeric_numpy(y, caller, name)
@@ -245,41 +328,133 @@ def check_targets(
     if numeric:
         y = as_float(y, xp=xp)
     if xp.isdtype(y.dtype, "real floating"):
-        _check_finite(y, xp, caller, name)
+        check_finite(y, caller=caller, name=name)
     return y
+
+
+def _unbox(y: np.ndarray) -> np.ndarray:
+    """An object array (a pandas object Series) as the dtype its values have.
+
+    Integers held as Python objects are class labels as much as an int64
+    array is; NumPy infers the dtype from the values themselves. Mixed values
+    stay objects.
+    """
+    try:
+        values = np.array(y.tolist())
+    except (TypeError, ValueError):
+        return y
+    if values.shape != y.shape or values.dtype.kind not in "biufUS":
+        return y
+    return values
+
+
+def check_inputs(X: Any, *, caller: str, name: str = "X", min_samples: int = 1) -> Any:
+    """Inputs of a model or kernel callable: checked, not flattened or cast.
+
+    A kernel may take images, sequences or token ids, so `X` keeps its shape
+    and dtype: it needs a sample axis and at least one more axis, no complex
+    values, and no NaN or infinity in floating data. Array-likes become NumPy
+    arrays.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.estimators._base import check_inputs
+    >>> check_inputs(np.zeros((4, 2, 3), dtype=np.int64), caller="demo").shape
+    (4, 2, 3)
+    """
+    if X is None or is_sparse(X):
+        check_array(X, caller=caller, name=name)  # raises its TypeError
+    X = _plain(X, caller, name)
+    if not is_array(X) or (isinstance(X, np.ndarray) and X.dtype.kind in "OUSV"):
+        X = _to_numeric_numpy(X, caller, name)
+    xp, _ = namespace_and_device(X, names=(name,))
+    if xp.isdtype(X.dtype, "complex floating"):
+        raise ValueError(
+            f"{caller}: Complex data not supported in `{name}` (dtype {X.dtype}); "
+            f"pass the inputs the kernel's model takes."
+        )
+    if X.ndim < 2:
+        raise ValueError(
+            f"{caller}: `{name}` must have a sample axis and at least one feature "
+            f"axis (n_samples, ...), got a {X.ndim}-D array of shape "
+            f"{tuple(X.shape)}. Reshape your data: {name}.reshape(-1, 1) for one "
+            f"feature, {name}.reshape(1, -1) for one sample."
+        )
+    n = X.shape[0]
+    if n < min_samples:
+        raise ValueError(
+            f"{caller}: `{name}` has {samples_text(n)} but the measure needs at "
+            f"least {min_samples}; pass more samples."
+        )
+    if math.prod(X.shape[1:]) == 0:
+        raise ValueError(
+            f"{caller}: `{name}` has 0 feature(s) (shape={tuple(X.shape)}) while a "
+            f"minimum of 1 is required; pass at least one feature."
+        )
+    if xp.isdtype(X.dtype, "real floating"):
+        check_finite(X, caller=caller, name=name)
+    return X
+
+
+def check_finite_result(value: float, *, caller: str, what: str, fix: str) -> float:
+    """`value` if finite; else the error that a computation overflowed.
+
+    Inputs are checked finite on entry, so a NaN or infinity in a result was
+    made by the arithmetic (an overflow, or a kernel callable's own values):
+    it is an error, never a result.
+
+    Examples
+    --------
+    >>> from infoscope.estimators._base import check_finite_result
+    >>> check_finite_result(float("inf"), caller="demo", what="HSIC",
+    ...                     fix="rescale X")
+    Traceback (most recent call last):
+    ...
+    ValueError: demo: HSIC is inf, out of the range of floating point numbers \
+(an overflow inside the computation); rescale X.
+    """
+    if math.isfinite(value):
+        return value
+    raise ValueError(
+        f"{caller}: {what} is {value}, out of the range of floating point numbers "
+        f"(an overflow inside the computation); {fix}."
+    )
 
 
 def check_square_arrays_fit(
     n: int,
     count: int,
-    itemsize: int,
+    dtype: Any,
     *,
     xp: Any,
     device: Any,
     caller: str,
     advice: Any,
 ) -> None:
-    """Refuse, before allocating, `count` n x n arrays that cannot fit on `device`.
+    """Refuse, before allocating, `count` n x n arrays of `dtype` that cannot fit.
 
-    `advice(fits)` words the fix, given the largest n that would fit. Nothing
-    is checked where the free memory cannot be read.
+    `advice(fits)` words the fix, given the largest n that would fit; it must
+    name options `caller` has. Raises
+    :class:`~infoscope.backends.MemoryLimitError` (a ValueError); nothing is
+    checked where the free memory cannot be read.
 
     Examples
     --------
     >>> import numpy as np
     >>> from infoscope.estimators._base import check_square_arrays_fit
-    >>> check_square_arrays_fit(10, 3, 8, xp=np, device="cpu", caller="demo",
-    ...                         advice=lambda fits: f"use at most {fits} samples")
+    >>> check_square_arrays_fit(10, 3, np.float64, xp=np, device="cpu",
+    ...     caller="demo", advice=lambda fits: f"use at most {fits} samples")
     """
-    needed = count * n * n * itemsize
-    free = available_memory(xp, device)
-    if free is None or needed <= free:
-        return
-    fits = math.isqrt(free // (count * itemsize))
-    raise ValueError(
-        f"{caller}: the exact method needs about {format_bytes(needed)} for {n} "
-        f"samples ({count} {n} x {n} arrays), but only {format_bytes(free)} is "
-        f"free on {device}. {advice(fits)}."
+    size = itemsize(dtype)
+    check_memory(
+        count * n * n * size,
+        xp=xp,
+        device=device,
+        caller=caller,
+        what="the exact method",
+        detail=f" for {n} samples ({count} {n} x {n} arrays)",
+        advice=lambda free: advice(largest_square_that_fits(free, count, size)),
     )
 
 
@@ -303,7 +478,7 @@ def check_consistent_length(*, caller: str, **arrays: Any) -> None:
     for name, array in items[1:]:
         if array.shape[0] != first.shape[0]:
             raise ValueError(
-                f"{caller}: `{first_name}` has {_samples(first.shape[0])} but "
+                f"{caller}: `{first_name}` has {samples_text(first.shape[0])} but "
                 f"`{name}` has {array.shape[0]}; pass one row of `{name}` per "
                 f"sample of `{first_name}`."
             )
@@ -384,24 +559,3 @@ class InfoscopeEstimator(BaseEstimator):
                 f"namespace and device as fit: fitted on {fitted}, got {given}. "
                 f"Pass arrays of the same library and device, or fit again."
             )
-
-
-def subsample_rows(X: Any, max_samples: int | None, rng: Any) -> tuple[Any, Any]:
-    """`X` reduced to `max_samples` random rows, kept in their order.
-
-    Returns `X` itself and None when it has no more rows than that; otherwise
-    the subset and the NumPy indices of the rows kept, drawn from the NumPy
-    Generator `rng` so that every backend keeps the same rows.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from infoscope.estimators._base import subsample_rows
-    >>> subsample_rows(np.arange(10.0)[:, None], 3, np.random.default_rng(0))[1]
-    array([5, 6, 9])
-    """
-    if max_samples is None or X.shape[0] <= max_samples:
-        return X, None
-    xp, device = namespace_and_device(X)
-    rows = np.sort(rng.choice(X.shape[0], size=max_samples, replace=False))
-    return xp.take(X, xp.asarray(rows, device=device), axis=0), rows

@@ -10,33 +10,53 @@ Shared by the diffusion (DSMI) and the classic-Shannon baselines.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from numbers import Integral
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from ..backends import to_numpy
+from ..backends import draw_rows, subsample_rows, take_rows, to_numpy
 from ._base import (
     Interval,
     check_consistent_length,
+    check_params,
     check_targets,
-    subsample_rows,
 )
 
 __all__ = [
-    "SUBSET_MI_PARAMETERS",
+    "SubsetMIOptions",
     "SubsetMutualInformation",
     "discretize_labels",
     "paired_classes",
     "subset_mutual_information",
 ]
 
-#: Parameter constraints of the recipe, shared by DSMI and the Shannon MI.
-SUBSET_MI_PARAMETERS = {
-    "n_repetitions": [Interval(Integral, 1, None, closed="left")],
-    "n_clusters": [Interval(Integral, 1, None, closed="left")],
-}
+
+@dataclass(frozen=True)
+class SubsetMIOptions:
+    """The recipe's parameters, shared by DSMI and the Shannon MI."""
+
+    n_repetitions: int = 5
+    n_clusters: int = 10
+
+    CONSTRAINTS: ClassVar[dict[str, list[Any]]] = {
+        "n_repetitions": [Interval(Integral, 1, None, closed="left")],
+        "n_clusters": [Interval(Integral, 1, None, closed="left")],
+    }
+
+    @classmethod
+    def of(cls, source: Any) -> SubsetMIOptions:
+        """The options named like `source`'s attributes (an estimator's params)."""
+        return cls(**{f.name: getattr(source, f.name) for f in fields(cls)})
+
+    def validate(self, caller: str) -> SubsetMIOptions:
+        check_params(
+            caller,
+            self.CONSTRAINTS,
+            **{f.name: getattr(self, f.name) for f in fields(self)},
+        )
+        return self
 
 
 def discretize_labels(
@@ -133,8 +153,6 @@ def subset_mutual_information(
     n_classes: int,
     n_repetitions: int,
     rng: np.random.Generator,
-    xp: Any,
-    device: Any,
 ) -> SubsetMutualInformation:
     """Subset-matched mutual information between the rows of `Z` and `codes`.
 
@@ -146,11 +164,9 @@ def subset_mutual_information(
     conditional = np.empty(n_classes)
     subsets = np.empty((n_classes, n_repetitions))
     for c in range(n_classes):
-        members = np.flatnonzero(codes == c)
-        conditional[c] = entropy(xp.take(Z, xp.asarray(members, device=device), axis=0))
+        conditional[c] = entropy(take_rows(Z, np.flatnonzero(codes == c)))
         for r in range(n_repetitions):
-            rows = np.sort(rng.choice(n, size=counts[c], replace=False))
-            subsets[c, r] = entropy(xp.take(Z, xp.asarray(rows, device=device), axis=0))
+            subsets[c, r] = entropy(take_rows(Z, draw_rows(rng, n, counts[c])))
     weights = counts / n
     gain = float(np.sum(weights * (subsets.mean(axis=1) - conditional)))
     return SubsetMutualInformation(gain, weights, conditional, subsets)

@@ -16,45 +16,52 @@ most three N x N arrays alive. The approximate method is described in
 
 from __future__ import annotations
 
+import functools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from numbers import Integral, Real
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
 from ..backends import (
+    asarray,
     available_memory,
     check_random_state,
+    draw_rows,
     eigh_top,
     eigvals_abs,
     eigvalsh,
     float_dtype,
     matmul,
     namespace_and_device,
-    pairwise_sq_distances,
-    to_numpy,
+    scaled_sq_distances,
+    subsample_rows,
+    take_rows,
 )
-from ..backends._trace import spectral_sums
+from ..backends._trace import spectral_sums, top_eigenpairs
 from ..kernels import (
+    NystromMap,
     gaussian_from_sq_distances,
     gaussian_kernel,
     knn_adjacency,
-    median_distance,
+    resolve_bandwidth,
     symmetric_normalization,
 )
 from ._base import (
+    BASE,
+    RANDOM_STATE,
     InfoscopeEstimator,
     Interval,
     StrOptions,
     check_array,
+    check_finite_result,
+    check_params,
     check_square_arrays_fit,
-    subsample_rows,
-    validate_parameter_constraints,
 )
 from ._subset_mi import (
-    SUBSET_MI_PARAMETERS,
+    SubsetMIOptions,
     paired_classes,
     subset_mutual_information,
 )
@@ -72,22 +79,59 @@ AUTO_EXACT_MAX_SAMPLES = 5000
 
 _SPECTRUM_PARAMETERS = {
     "sigma": [Interval(Real, 0, None, closed="neither"), StrOptions({"median"})],
-    "base": [Interval(Real, 1, None, closed="neither")],
+    "base": BASE,
     "max_samples": [Interval(Integral, 2, None, closed="left"), None],
-    "random_state": ["random_state"],
+    "random_state": RANDOM_STATE,
 }
-_DIFFUSION_PARAMETERS = {
-    **_SPECTRUM_PARAMETERS,
-    "t": [Interval(Real, 0, None, closed="neither")],
-    "method": [StrOptions({"auto", "exact", "approximate"})],
-    "n_probes": [Interval(Integral, 1, None, closed="left")],
-    "n_lanczos_steps": [Interval(Integral, 1, None, closed="left")],
-    "n_deflate": [Interval(Integral, 1, None, closed="left")],
-    "n_landmarks": [Interval(Integral, 2, None, closed="left"), None],
-}
-_DSMI_PARAMETERS = {**_DIFFUSION_PARAMETERS, **SUBSET_MI_PARAMETERS}
 # Below this many samples the approximation decomposes its operator exactly.
 _APPROXIMATE_DENSE_BELOW = 600
+#: Peak n x n arrays of the exact method, in the widest float of the device,
+#: as measured (tests/estimators/test_edges.py): the kernel (scaled in place
+#: into the operator) and the eigensolver's copy, with the distances' masks.
+EXACT_ARRAYS = 3
+#: The same for the directed kNN graph, whose general eigensolver copies it
+#: and works in complex arithmetic.
+KNN_ARRAYS = 6
+
+
+@dataclass(frozen=True)
+class DiffusionOptions:
+    """The parameters of one DSE computation, validated together."""
+
+    sigma: Any = 10.0
+    t: float = 1
+    base: float = 2
+    method: str = "auto"
+    max_samples: int | None = None
+    random_state: Any = None
+    n_probes: int = 48
+    n_lanczos_steps: int = 20
+    n_deflate: int = 128
+    n_landmarks: int | None = None
+
+    CONSTRAINTS: ClassVar[dict[str, list[Any]]] = {
+        **_SPECTRUM_PARAMETERS,
+        "t": [Interval(Real, 0, None, closed="neither")],
+        "method": [StrOptions({"auto", "exact", "approximate"})],
+        "n_probes": [Interval(Integral, 1, None, closed="left")],
+        "n_lanczos_steps": [Interval(Integral, 1, None, closed="left")],
+        "n_deflate": [Interval(Integral, 1, None, closed="left")],
+        "n_landmarks": [Interval(Integral, 2, None, closed="left"), None],
+    }
+
+    @classmethod
+    def of(cls, source: Any, **overrides: Any) -> DiffusionOptions:
+        """The options named like `source`'s attributes (an estimator's params)."""
+        values = {f.name: getattr(source, f.name) for f in fields(cls)}
+        return cls(**{**values, **overrides})
+
+    def validate(self, caller: str) -> DiffusionOptions:
+        check_params(
+            caller,
+            self.CONSTRAINTS,
+            **{f.name: getattr(self, f.name) for f in fields(self)},
+        )
+        return self
 
 
 def _entropy(magnitudes: Any, *, t: float, base: float, xp: Any) -> float:
@@ -106,24 +150,34 @@ def _xlogx(w: np.ndarray) -> np.ndarray:
     return np.where(w > 0, w * np.log(np.where(w > 0, w, 1.0)), 0.0)
 
 
-def _resolve_sigma(sigma, X, rng) -> float:
-    if isinstance(sigma, str):
-        return median_distance(X, random_state=rng)
-    return float(sigma)
+def _resolve_sigma(sigma, X, rng, caller) -> float:
+    return resolve_bandwidth(sigma, X, caller=caller, random_state=rng)
 
 
-def _check_exact_fits(n: int, xp: Any, device: Any, caller: str) -> None:
-    """Refuse, before allocating, an exact N x N computation that cannot fit."""
+def _check_exact_fits(
+    n: int,
+    xp: Any,
+    device: Any,
+    caller: str,
+    *,
+    has_method: bool = True,
+    count: int = EXACT_ARRAYS,
+) -> None:
+    """Refuse, before allocating, an exact N x N computation that cannot fit.
+
+    The advice names the options `caller` has: ``method`` (the diffusion
+    measures) and ``max_samples`` (all of them).
+    """
+    method = "Use method='approximate', or " if has_method else "Use "
     check_square_arrays_fit(
         n,
-        3,
-        8 if float_dtype(xp, device) == xp.float64 else 4,
+        count,
+        float_dtype(xp, device),
         xp=xp,
         device=device,
         caller=caller,
         advice=lambda fits: (
-            f"Use method='approximate', or max_samples={fits} (or fewer) to "
-            f"compute on a random subset"
+            f"{method}max_samples={fits} (or fewer) to compute on a random subset"
         ),
     )
 
@@ -162,26 +216,21 @@ def _dse_exact(X, xp, device, *, sigma, t, base, n_components, caller) -> _Spect
     )
 
 
-def _nystrom_operator(X, xp, device, sigma, n_landmarks, rng, dtype):
+def _nystrom_operator(X, xp, sigma, n_landmarks, rng):
     """Apply ``V -> K^ V`` for ``K^ = D^-1/2 (B B^T + diag(delta)) D^-1/2``.
 
-    ``B B^T`` is the Nystrom approximation of G from random landmarks; the
-    diagonal ``delta = 1 - diag(B B^T)`` restores G's unit diagonal (and with
-    it the trace). For high-dimensional data a Gaussian Gram matrix is close
-    to low rank plus a multiple of the identity (El Karoui 2010), which is what
-    this form can represent.
+    ``B B^T`` is the Nystrom approximation of G from random landmarks
+    (:class:`infoscope.kernels.NystromMap`); the diagonal ``delta = 1 -
+    diag(B B^T)`` restores G's unit diagonal (and with it the trace). For
+    high-dimensional data a Gaussian Gram matrix is close to low rank plus a
+    multiple of the identity (El Karoui 2010), which is what this form can
+    represent.
     """
     n = X.shape[0]
-    m = min(n_landmarks, n)
-    rows = np.sort(rng.choice(n, size=m, replace=False))
-    landmarks = xp.take(X, xp.asarray(rows, device=device), axis=0)
-    C = gaussian_kernel(X, landmarks, sigma=sigma)
-    W = xp.take(C, xp.asarray(rows, device=device), axis=0)
-    w, U = np.linalg.eigh(np.asarray(to_numpy(W), dtype=np.float64))
-    keep = w > w[-1] * 1e-6
-    factor = xp.asarray(U[:, keep] / np.sqrt(w[keep]), dtype=dtype, device=device)
-    B = matmul(C, factor)
-    del C
+    landmarks = take_rows(X, draw_rows(rng, n, min(n_landmarks, n)))
+    B = NystromMap(
+        landmarks, functools.partial(gaussian_kernel, sigma=sigma)
+    ).transform(X)
     delta = xp.clip(1.0 - xp.sum(B * B, axis=1), 0.0, None)
     degrees = matmul(B, xp.sum(B, axis=0)[:, None])[:, 0] + delta
     scale = 1.0 / xp.sqrt(degrees)
@@ -194,8 +243,32 @@ def _nystrom_operator(X, xp, device, sigma, n_landmarks, rng, dtype):
     return apply, degrees
 
 
+def _approximate_operator(X, xp, device, sigma, rng, options):
+    """``V -> K V`` in float32: dense, or Nystrom where the dense one won't fit.
+
+    Returns the operator, its degrees and X in float32.
+    """
+    n = X.shape[0]
+    # The probes need no float64: the estimate's error is far above float32's.
+    dtype = xp.float32
+    Xa = xp.astype(X, dtype)
+    landmarks = options.n_landmarks
+    if landmarks is None:
+        free = available_memory(xp, device)
+        if free is not None and 2 * n * n * 4 > free // 2:
+            landmarks = 2000
+    if landmarks is None:
+        K, degrees = _exact_operator(Xa, sigma)
+
+        def apply(V):
+            return matmul(K, V)
+
+        return apply, degrees
+    return _nystrom_operator(Xa, xp, sigma, landmarks, rng)
+
+
 def _dse_approximate(
-    X, xp, device, *, sigma, t, base, n_components, rng, params, caller
+    X, xp, device, *, sigma, t, base, n_components, rng, options, caller
 ) -> _Spectrum:
     n = X.shape[0]
     if n < _APPROXIMATE_DENSE_BELOW:
@@ -210,34 +283,28 @@ def _dse_approximate(
             n_components=n_components,
             caller=caller,
         )
-    # The probes need no float64: the estimate's error is far above float32's.
-    dtype = xp.float32
-    Xa = xp.astype(X, dtype)
-    landmarks = params["n_landmarks"]
-    if landmarks is None:
-        free = available_memory(xp, device)
-        if free is not None and 2 * n * n * 4 > free // 2:
-            landmarks = 2000
-    if landmarks is None:
-        K, degrees = _exact_operator(Xa, sigma)
-
-        def apply(V):
-            return matmul(K, V)
-    else:
-        apply, degrees = _nystrom_operator(Xa, xp, device, sigma, landmarks, rng, dtype)
+    apply, degrees = _approximate_operator(X, xp, device, sigma, rng, options)
     (power_sum, xlogx_sum), ritz_values, ritz_vectors = spectral_sums(
         apply,
         n,
         [lambda w: np.abs(w) ** t, lambda w: _xlogx(np.abs(w) ** t)],
         xp=xp,
         device=device,
-        dtype=dtype,
+        dtype=xp.float32,
         rng=rng,
-        n_probes=params["n_probes"],
-        n_steps=params["n_lanczos_steps"],
-        n_deflate=params["n_deflate"],
+        n_probes=options.n_probes,
+        n_steps=options.n_lanczos_steps,
+        n_deflate=options.n_deflate,
     )
+    if not power_sum > 0:
+        raise ValueError(
+            f"{caller}: the stochastic estimate of sum |lambda|^t is not positive "
+            f"({power_sum:.3g}); use method='exact', or more n_probes."
+        )
     entropy = (math.log(power_sum) - xlogx_sum / power_sum) / math.log(base)
+    # The estimate is stochastic; the value it estimates lies in [0, log n].
+    # Projecting onto those bounds can only bring it closer.
+    entropy = min(max(entropy, 0.0), math.log(n) / math.log(base))
     k = min(n_components + 1, ritz_values.shape[0]) if n_components else 0
     top_values = (
         xp.asarray(ritz_values[:k].copy(), dtype=X.dtype, device=device) if k else None
@@ -247,51 +314,53 @@ def _dse_approximate(
 
 
 def _dse(
-    X,
-    xp,
-    device,
+    X: Any,
+    options: DiffusionOptions,
     *,
-    sigma,
-    t,
-    base,
-    method,
-    rng,
-    params,
-    n_components=0,
-    caller="diffusion_spectral_entropy",
+    rng: Any,
+    caller: str,
+    n_components: int = 0,
+    sigma: float | None = None,
 ) -> _Spectrum:
-    sigma = _resolve_sigma(sigma, X, rng)
-    if _resolve_method(method, X.shape[0]) == "exact":
-        return _dse_exact(
+    """DSE of the validated `X` (one implementation, for every caller).
+
+    `sigma` is the bandwidth already resolved (DSMI takes it once on all of
+    Z); None resolves ``options.sigma`` on `X`.
+    """
+    xp, device = namespace_and_device(X)
+    if sigma is None:
+        sigma = _resolve_sigma(options.sigma, X, rng, caller)
+    if _resolve_method(options.method, X.shape[0]) == "exact":
+        spectrum = _dse_exact(
             X,
             xp,
             device,
             sigma=sigma,
-            t=t,
-            base=base,
+            t=options.t,
+            base=options.base,
             n_components=n_components,
             caller=caller,
         )
-    return _dse_approximate(
-        X,
-        xp,
-        device,
-        sigma=sigma,
-        t=t,
-        base=base,
-        n_components=n_components,
-        rng=rng,
-        params=params,
+    else:
+        spectrum = _dse_approximate(
+            X,
+            xp,
+            device,
+            sigma=sigma,
+            t=options.t,
+            base=options.base,
+            n_components=n_components,
+            rng=rng,
+            options=options,
+            caller=caller,
+        )
+    check_finite_result(
+        spectrum.entropy,
         caller=caller,
+        what="the entropy",
+        fix="rescale X (divide it by a constant) or pass a larger sigma",
     )
-
-
-def _prepare(X, *, caller, max_samples, random_state, min_samples=2):
-    X = check_array(X, caller=caller, min_samples=min_samples)
-    xp, device = namespace_and_device(X)
-    rng = check_random_state(random_state)
-    X, _ = subsample_rows(X, max_samples, rng)
-    return X, xp, device, rng
+    return spectrum
 
 
 def diffusion_spectral_entropy(
@@ -344,8 +413,9 @@ def diffusion_spectral_entropy(
         `n_landmarks` is set), it is replaced by a Nystrom approximation from
         random landmarks plus the diagonal that restores G's unit diagonal,
         which costs O(N m) memory and time: a coarser approximation
-        (documented error in the user guide). "auto" is exact up to
-        ``AUTO_EXACT_MAX_SAMPLES`` (5,000) samples and approximate above.
+        (documented error in the user guide). The estimate is clipped to
+        ``[0, log_base N]``, the range of the exact value. "auto" is exact up
+        to ``AUTO_EXACT_MAX_SAMPLES`` (5,000) samples and approximate above.
     max_samples : int, optional
         Compute on this many random rows of `X` (as dse-dsmi's ``max_N``).
     random_state : int, numpy.random.Generator or None
@@ -374,34 +444,22 @@ def diffusion_spectral_entropy(
     5.6571
     """
     caller = "diffusion_spectral_entropy"
-    params = {
-        "sigma": sigma,
-        "t": t,
-        "base": base,
-        "method": method,
-        "max_samples": max_samples,
-        "random_state": random_state,
-        "n_probes": n_probes,
-        "n_lanczos_steps": n_lanczos_steps,
-        "n_deflate": n_deflate,
-        "n_landmarks": n_landmarks,
-    }
-    validate_parameter_constraints(_DIFFUSION_PARAMETERS, params, caller_name=caller)
-    X, xp, device, rng = _prepare(
-        X, caller=caller, max_samples=max_samples, random_state=random_state
-    )
-    return _dse(
-        X,
-        xp,
-        device,
+    options = DiffusionOptions(
         sigma=sigma,
         t=t,
         base=base,
         method=method,
-        rng=rng,
-        params=params,
-        caller=caller,
-    ).entropy
+        max_samples=max_samples,
+        random_state=random_state,
+        n_probes=n_probes,
+        n_lanczos_steps=n_lanczos_steps,
+        n_deflate=n_deflate,
+        n_landmarks=n_landmarks,
+    ).validate(caller)
+    X = check_array(X, caller=caller, min_samples=2)
+    rng = check_random_state(random_state)
+    X, _ = subsample_rows(X, max_samples, rng)
+    return _dse(X, options, rng=rng, caller=caller).entropy
 
 
 def adjacency_spectral_entropy(
@@ -448,79 +506,82 @@ def adjacency_spectral_entropy(
     True
     """
     caller = "adjacency_spectral_entropy"
-    validate_parameter_constraints(
+    check_params(
+        caller,
         {
             **_SPECTRUM_PARAMETERS,
             "variant": [StrOptions({"gaussian", "anisotropic", "knn"})],
             "n_neighbors": [Interval(Integral, 1, None, closed="left")],
         },
-        {
-            "sigma": sigma,
-            "base": base,
-            "max_samples": max_samples,
-            "random_state": random_state,
-            "variant": variant,
-            "n_neighbors": n_neighbors,
-        },
-        caller_name=caller,
+        sigma=sigma,
+        base=base,
+        max_samples=max_samples,
+        random_state=random_state,
+        variant=variant,
+        n_neighbors=n_neighbors,
     )
-    X, xp, device, rng = _prepare(
-        X, caller=caller, max_samples=max_samples, random_state=random_state
-    )
+    X = check_array(X, caller=caller, min_samples=2)
+    xp, device = namespace_and_device(X)
+    rng = check_random_state(random_state)
+    X, _ = subsample_rows(X, max_samples, rng)
     if variant == "knn" and n_neighbors > X.shape[0]:
         raise ValueError(
             f"{caller}: n_neighbors={n_neighbors} exceeds the {X.shape[0]} "
             "samples; lower n_neighbors or pass more samples."
         )
-    _check_exact_fits(X.shape[0], xp, device, caller)
-    D2 = pairwise_sq_distances(X)
+    _check_exact_fits(
+        X.shape[0],
+        xp,
+        device,
+        caller,
+        has_method=False,
+        count=KNN_ARRAYS if variant == "knn" else EXACT_ARRAYS,
+    )
     if variant == "knn":
-        magnitudes = eigvals_abs(knn_adjacency(X, n_neighbors, D2=D2))
+        magnitudes = eigvals_abs(knn_adjacency(X, n_neighbors))
     else:
-        G = gaussian_from_sq_distances(D2, _resolve_sigma(sigma, X, rng))
+        D2, scale = scaled_sq_distances(X)
+        sigma = resolve_bandwidth(
+            sigma, X, caller=caller, D2=D2, scale=scale, random_state=rng
+        )
+        G = gaussian_from_sq_distances(D2, sigma, scale=scale)
         if variant == "anisotropic":
             G, _ = symmetric_normalization(G)
         magnitudes = eigvalsh(G, overwrite=True)
-    return _entropy(magnitudes, t=1, base=base, xp=xp)
+    return check_finite_result(
+        _entropy(magnitudes, t=1, base=base, xp=xp),
+        caller=caller,
+        what="the entropy",
+        fix="rescale X (divide it by a constant)",
+    )
 
 
-def _dsmi(Z, y, *, caller, params, rng=None):
-    Z = check_array(Z, caller=caller, name="Z", min_samples=2)
-    xp, device = namespace_and_device(Z, names=("Z",))
-    rng = check_random_state(params["random_state"]) if rng is None else rng
+def _dsmi(Z, y, options, mi_options, *, caller, rng):
+    """DSMI of the validated `Z` and the labels `y` (one implementation).
+
+    Returns the subset-matched parts, the classes, each sample's class index,
+    the bandwidth and the rows of Z kept by ``max_samples``.
+    """
     Z, classes, codes = paired_classes(
         Z,
         y,
         caller=caller,
-        max_samples=params["max_samples"],
-        n_clusters=params["n_clusters"],
+        max_samples=options.max_samples,
+        n_clusters=mi_options.n_clusters,
         rng=rng,
     )
-    sigma = _resolve_sigma(params["sigma"], Z, rng)
+    sigma = _resolve_sigma(options.sigma, Z, rng, caller)
 
     def entropy(subset):
-        return _dse(
-            subset,
-            xp,
-            device,
-            sigma=sigma,
-            t=params["t"],
-            base=params["base"],
-            method=params["method"],
-            rng=rng,
-            params=params,
-            caller=caller,
-        ).entropy
+        return _dse(subset, options, rng=rng, caller=caller, sigma=sigma).entropy
 
     result = subset_mutual_information(
         Z,
         codes,
         entropy,
         n_classes=classes.shape[0],
-        n_repetitions=params["n_repetitions"],
+        n_repetitions=mi_options.n_repetitions,
         rng=rng,
-        xp=xp,
-        device=device,
     )
     return result, classes, codes, sigma, Z
 
@@ -581,22 +642,56 @@ n_lanczos_steps, n_deflate, n_landmarks
     True
     """
     caller = "diffusion_spectral_mutual_information"
-    params = {
-        "sigma": sigma,
-        "t": t,
-        "base": base,
-        "method": method,
-        "max_samples": max_samples,
-        "random_state": random_state,
-        "n_repetitions": n_repetitions,
-        "n_clusters": n_clusters,
-        "n_probes": n_probes,
-        "n_lanczos_steps": n_lanczos_steps,
-        "n_deflate": n_deflate,
-        "n_landmarks": n_landmarks,
-    }
-    validate_parameter_constraints(_DSMI_PARAMETERS, params, caller_name=caller)
-    return _dsmi(Z, Y, caller=caller, params=params)[0].mutual_information
+    options = DiffusionOptions(
+        sigma=sigma,
+        t=t,
+        base=base,
+        method=method,
+        max_samples=max_samples,
+        random_state=random_state,
+        n_probes=n_probes,
+        n_lanczos_steps=n_lanczos_steps,
+        n_deflate=n_deflate,
+        n_landmarks=n_landmarks,
+    ).validate(caller)
+    mi_options = SubsetMIOptions(n_repetitions, n_clusters).validate(caller)
+    Z = check_array(Z, caller=caller, name="Z", min_samples=2)
+    rng = check_random_state(random_state)
+    result = _dsmi(Z, Y, options, mi_options, caller=caller, rng=rng)[0]
+    return result.mutual_information
+
+
+def _diffusion_operator_top(X, options, sigma, k, *, rng, caller):
+    """The k leading eigenpairs of the diffusion operator of `X`, and its degrees.
+
+    From the operator the entropies used: the exact one, or (approximate
+    method) the float32 or Nystrom operator, by randomized subspace iteration
+    only; the entropy is not estimated again.
+    """
+    xp, device = namespace_and_device(X)
+    n = X.shape[0]
+    exact = _resolve_method(options.method, n) == "exact"
+    if exact or n < _APPROXIMATE_DENSE_BELOW:
+        _check_exact_fits(n, xp, device, caller)
+        K, degrees = _exact_operator(X, sigma)
+        values, vectors = eigh_top(K, k)
+        return values, vectors, degrees
+    apply, degrees = _approximate_operator(X, xp, device, sigma, rng, options)
+    values, vectors = top_eigenpairs(
+        apply,
+        n,
+        max(k, options.n_deflate),
+        xp=xp,
+        device=device,
+        dtype=xp.float32,
+        rng=rng,
+    )
+    k = min(k, values.shape[0])
+    return (
+        asarray(values[:k].copy(), xp=xp, device=device, dtype=X.dtype),
+        xp.astype(vectors[:, :k], X.dtype),
+        degrees,
+    )
 
 
 def _diffusion_map(xp, spectrum_values, spectrum_vectors, degrees, t):
@@ -719,7 +814,7 @@ n_lanczos_steps, n_deflate, n_landmarks
     """
 
     _parameter_constraints = {
-        **_DIFFUSION_PARAMETERS,
+        **DiffusionOptions.CONSTRAINTS,
         "n_components": [Interval(Integral, 1, None, closed="left")],
     }
 
@@ -771,16 +866,10 @@ n_lanczos_steps, n_deflate, n_landmarks
         self._check_components(X.shape[0])
         spectrum = _dse(
             X,
-            xp,
-            device,
-            sigma=self.sigma,
-            t=self.t,
-            base=self.base,
-            method=self.method,
+            DiffusionOptions.of(self),
             rng=rng,
-            params=self.get_params(),
-            n_components=self.n_components,
             caller=type(self).__name__,
+            n_components=self.n_components,
         )
         self.entropy_ = spectrum.entropy
         self.eigenvalues_ = spectrum.eigenvalues
@@ -840,7 +929,8 @@ n_clusters, n_probes, n_lanczos_steps, n_deflate, n_landmarks
     """
 
     _parameter_constraints = {
-        **_DSMI_PARAMETERS,
+        **DiffusionOptions.CONSTRAINTS,
+        **SubsetMIOptions.CONSTRAINTS,
         "n_components": [Interval(Integral, 1, None, closed="left")],
     }
 
@@ -898,44 +988,26 @@ n_clusters, n_probes, n_lanczos_steps, n_deflate, n_landmarks
         X = self._validate_data(X, reset=True)
         xp, device = namespace_and_device(X)
         rng = check_random_state(self.random_state)
-        params = self.get_params()
+        options = DiffusionOptions.of(self)
         result, classes, codes, sigma, X = _dsmi(
-            X, y, caller=caller, params=params, rng=rng
+            X, y, options, SubsetMIOptions.of(self), caller=caller, rng=rng
         )
         self.mutual_information_ = result.mutual_information
         self.classes_ = classes  # stays on the host: labels may be strings
-
-        def on_device(a):
-            return xp.asarray(a, device=device, dtype=float_dtype(xp, device))
-
+        wide = float_dtype(xp, device)
         self.labels_ = xp.asarray(codes, device=device)
-        self.class_weights_ = on_device(result.weights)
-        self.conditional_entropies_ = on_device(result.conditional_entropies)
-        self.subset_entropies_ = on_device(result.subset_entropies)
+        self.class_weights_ = asarray(result.weights, xp=xp, device=device, dtype=wide)
+        self.conditional_entropies_ = asarray(
+            result.conditional_entropies, xp=xp, device=device, dtype=wide
+        )
+        self.subset_entropies_ = asarray(
+            result.subset_entropies, xp=xp, device=device, dtype=wide
+        )
         self.sigma_ = sigma
         self._check_components(X.shape[0])
-        if _resolve_method(self.method, X.shape[0]) == "exact":
-            _check_exact_fits(X.shape[0], xp, device, caller)
-            K, degrees = _exact_operator(X, sigma)
-            values, vectors = eigh_top(K, self.n_components + 1)
-            del K
-        else:
-            # The map from the approximation the entropies used: an exact
-            # N x N operator would refuse sizes the MI itself handles.
-            spectrum = _dse_approximate(
-                X,
-                xp,
-                device,
-                sigma=sigma,
-                t=self.t,
-                base=self.base,
-                n_components=self.n_components,
-                rng=rng,
-                params=params,
-                caller=caller,
-            )
-            values, vectors = spectrum.top_values, spectrum.top_vectors
-            degrees = spectrum.degrees
+        values, vectors, degrees = _diffusion_operator_top(
+            X, options, sigma, self.n_components + 1, rng=rng, caller=caller
+        )
         self._store_map(X, xp, values, vectors, degrees)
         return self
 

@@ -37,34 +37,37 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 from collections.abc import Callable
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Any, NamedTuple
 
 import numpy as np
 from array_api_compat import array_namespace
 
 from ..backends import (
+    asarray,
     compiled,
     eigvalsh,
     float_dtype,
     is_array,
+    itemsize,
     namespace_and_device,
     to_numpy,
 )
 from ..backends._namespace import refuse_dask
 from ._base import (
+    BASE,
     InfoscopeEstimator,
     Interval,
     StrOptions,
-    _check_finite,
-    _is_sparse,
-    _samples,
-    _to_numeric_numpy,
     check_array,
     check_consistent_length,
+    check_inputs,
+    check_params,
+    check_square_arrays_fit,
     check_targets,
-    validate_parameter_constraints,
+    is_sparse,
 )
 
 __all__ = [
@@ -78,7 +81,7 @@ __all__ = [
 #: Parameters shared by every entropy of the family.
 ENTROPY_PARAMETERS = {
     "normalize": ["boolean"],
-    "base": [Interval(Real, 1, None, closed="neither")],
+    "base": BASE,
 }
 #: ``kernel`` of the estimators: a callable mapping X to its NTK, or "precomputed".
 KERNEL_PARAMETER = {"kernel": [callable, StrOptions({"precomputed"})]}
@@ -99,11 +102,7 @@ _SYMMETRY_BLOCK_ELEMENTS = 2**20
 # --------------------------------------------------------------------------- #
 
 
-def _itemsize(dtype: Any) -> int:
-    return 8 if "64" in str(dtype) else 4
-
-
-def _check_kernel_matrix(
+def check_kernel_matrix(
     K: Any, *, caller: str, name: str = "K", min_samples: int = 1
 ) -> Any:
     """`K` validated: a finite, square, symmetric float matrix of its own library.
@@ -111,7 +110,7 @@ def _check_kernel_matrix(
     Only the lower triangle is read by the eigensolver; the symmetry check
     refuses matrices whose two triangles differ by more than rounding.
     """
-    if K is None or _is_sparse(K):
+    if K is None or is_sparse(K):
         check_array(K, caller=caller, name=name)  # raises its TypeError
     shape = tuple(K.shape) if is_array(K) else np.shape(K)
     if len(shape) == 2:
@@ -143,7 +142,9 @@ def _check_symmetric(K: Any, xp: Any, caller: str, name: str) -> None:
         stop = min(start + step, n)  # the standard leaves stops past the end open
         rows, cols = K[start:stop, :], K[:, start:stop]
         block_scale = xp.max(xp.abs(rows))
-        block_asymmetry = xp.max(xp.abs(rows - cols.T))
+        # Halves: the difference of two entries near the float maximum
+        # would overflow.
+        block_asymmetry = 2.0 * xp.max(xp.abs(rows * 0.5 - cols.T * 0.5))
         if scale is None:
             scale, asymmetry = block_scale, block_asymmetry
         else:
@@ -152,7 +153,7 @@ def _check_symmetric(K: Any, xp: Any, caller: str, name: str) -> None:
     scale, asymmetry = float(scale), float(asymmetry)
     if scale == 0.0:
         return
-    tolerance = _SYMMETRY_RTOL[_itemsize(K.dtype)]
+    tolerance = _SYMMETRY_RTOL[itemsize(K.dtype)]
     if asymmetry > tolerance * scale:
         raise ValueError(
             f"{caller}: `{name}` is not symmetric: max |K - K.T| = {asymmetry:.3g} "
@@ -163,49 +164,8 @@ def _check_symmetric(K: Any, xp: Any, caller: str, name: str) -> None:
         )
 
 
-def _check_kernel_input(X: Any, *, caller: str, min_samples: int = 1) -> Any:
-    """`X` for a kernel callable: checked, but passed on in its own shape and dtype.
-
-    The kernel may take images, sequences or token ids, so `X` is not
-    flattened or cast: it needs a sample axis and at least one more axis, no
-    complex values, and no NaN or infinity in floating data. Array-likes
-    become NumPy arrays.
-    """
-    if X is None or _is_sparse(X):
-        check_array(X, caller=caller)  # raises its TypeError
-    if not is_array(X) or (isinstance(X, np.ndarray) and X.dtype.kind in "OUSV"):
-        X = _to_numeric_numpy(X, caller, "X")
-    xp, _ = namespace_and_device(X, names=("X",))
-    if xp.isdtype(X.dtype, "complex floating"):
-        raise ValueError(
-            f"{caller}: Complex data not supported in `X` (dtype {X.dtype}); pass "
-            f"the inputs the kernel's model takes."
-        )
-    if X.ndim < 2:
-        raise ValueError(
-            f"{caller}: `X` must have a sample axis and at least one feature axis "
-            f"(n_samples, ...), got a {X.ndim}-D array of shape {tuple(X.shape)}. "
-            f"Reshape your data: X.reshape(-1, 1) for one feature, "
-            f"X.reshape(1, -1) for one sample."
-        )
-    n = X.shape[0]
-    if n < min_samples:
-        raise ValueError(
-            f"{caller}: `X` has {_samples(n)} but the measure needs at least "
-            f"{min_samples}; pass more samples."
-        )
-    n_features = math.prod(X.shape[1:])
-    if n_features == 0:
-        raise ValueError(
-            f"{caller}: `X` has 0 feature(s) (shape={tuple(X.shape)}) while a "
-            f"minimum of 1 is required; pass at least one feature."
-        )
-    if xp.isdtype(X.dtype, "real floating"):
-        _check_finite(X, xp, caller, "X")
-    return X
-
-
-def _n_features(X: Any) -> int:
+def n_features(X: Any) -> int:
+    """Values per sample of `X` (the features of a 2-D `X`)."""
     return X.shape[1] if X.ndim == 2 else math.prod(X.shape[1:])
 
 
@@ -218,11 +178,40 @@ def _kernel_of(
 ) -> tuple[Any, Any]:
     """The validated kernel matrix (`X`, or ``kernel(X)``) and the checked `X`."""
     if isinstance(kernel, str):  # "precomputed"
-        K = _check_kernel_matrix(X, caller=caller, name="K", min_samples=min_samples)
+        K = check_kernel_matrix(X, caller=caller, name="K", min_samples=min_samples)
         return K, K
-    X = _check_kernel_input(X, caller=caller, min_samples=min_samples)
-    K = _check_kernel_matrix(kernel(X), caller=caller, name="kernel(X)")
+    X = check_inputs(X, caller=caller, min_samples=min_samples)
+    check_kernel_fits(X, caller)
+    K = check_kernel_matrix(kernel(X), caller=caller, name="kernel(X)")
     return K, X
+
+
+#: Peak n x n arrays of an entropy, in the widest float of the device, as
+#: measured (tests/estimators/test_edges.py): the matrix widened for the
+#: eigensolver, the solver's own copy, and the symmetry check's blocks.
+SPECTRUM_ARRAYS = 3
+
+
+def check_kernel_fits(X: Any, caller: str) -> None:
+    """Refuse, before calling a kernel on `X`, an n x n result that cannot fit.
+
+    The (n, n) kernel matrix and its copy for the eigensolver, in the widest
+    float of X's device; a kernel that needs more (an NTK's gradients, a
+    "full" NTK) is guarded by the adapter that computes it.
+    """
+    xp, device = namespace_and_device(X)
+    check_square_arrays_fit(
+        X.shape[0],
+        SPECTRUM_ARRAYS,
+        float_dtype(xp, device),
+        xp=xp,
+        device=device,
+        caller=caller,
+        advice=lambda fits: (
+            f"Pass at most {fits} samples (the selectors of "
+            f"infoscope.selection score subsets of a larger pool)"
+        ),
+    )
 
 
 # --------------------------------------------------------------------------- #
@@ -230,7 +219,7 @@ def _kernel_of(
 # --------------------------------------------------------------------------- #
 
 
-class _Spectrum(NamedTuple):
+class KernelSpectrum(NamedTuple):
     """The entropy of one matrix and what it was computed from."""
 
     entropy: float  # in the requested base
@@ -242,10 +231,18 @@ class _Spectrum(NamedTuple):
 def _entropy_nats(w: Any, xp: Any) -> Any:
     """``-sum p log p`` in nats along the last axis of eigenvalues `w`.
 
-    ``p = max(w, 0) / sum(max(w, 0))`` and ``0 log 0 = 0``; NaN where no
-    eigenvalue is positive. `w` may be a stack of shape (..., m).
+    ``p = lam / sum(lam)`` and ``0 log 0 = 0``, where ``lam`` keeps the
+    eigenvalues above the eigensolver's rounding, ``m eps max|w|`` (the
+    tolerance of a numerical rank): below it a "positive" eigenvalue is noise,
+    and a negative definite matrix would otherwise get an entropy from noise.
+    NaN where no eigenvalue is above it. `w` may be a stack of shape (..., m).
     """
-    lam = xp.clip(w, min=0.0)
+    m = w.shape[-1]
+    eps = float(xp.finfo(w.dtype).eps)
+    largest = xp.max(xp.abs(w), axis=-1, keepdims=True)
+    # Divided by the largest magnitude first: the sum cannot overflow.
+    lam = w / xp.where(largest > 0, largest, 1.0)
+    lam = xp.where(lam > m * eps, lam, 0.0)
     total = xp.sum(lam, axis=-1, keepdims=True)
     defined = total > 0
     p = lam / xp.where(defined, total, 1.0)
@@ -255,7 +252,7 @@ def _entropy_nats(w: Any, xp: Any) -> Any:
     return xp.where(defined[..., 0], nats, xp.nan)
 
 
-def _cosine_normalized(K: Any, xp: Any, *, caller: str, name: str = "K") -> Any:
+def cosine_normalized(K: Any, xp: Any, *, caller: str, name: str = "K") -> Any:
     """``K_ij / sqrt(K_ii K_jj)``; rows and columns with ``K_ii = 0`` become 0."""
     d = xp.linalg.diagonal(K)
     negative = int(xp.sum(xp.astype(d < 0, xp.int32)))
@@ -270,7 +267,7 @@ def _cosine_normalized(K: Any, xp: Any, *, caller: str, name: str = "K") -> Any:
     return K * scale[:, None] * scale[None, :]
 
 
-def _spectrum(
+def kernel_spectrum(
     K: Any,
     xp: Any,
     device: Any,
@@ -280,16 +277,25 @@ def _spectrum(
     caller: str,
     name: str = "K",
     what: str | None = None,
-) -> _Spectrum:
+) -> KernelSpectrum:
     """The entropy of the validated matrix `K` (one eigendecomposition).
 
     `name` is the argument's name and `what` describes the matrix in messages
     (default: the argument).
     """
     what = f"`{name}`" if what is None else what
+    check_square_arrays_fit(
+        K.shape[0],
+        SPECTRUM_ARRAYS,
+        float_dtype(xp, device),
+        xp=xp,
+        device=device,
+        caller=caller,
+        advice=lambda fits: f"Pass a kernel matrix of at most {fits} samples",
+    )
     owned = False
     if normalize:
-        K = _cosine_normalized(K, xp, caller=caller, name=name)
+        K = cosine_normalized(K, xp, caller=caller, name=name)
         owned = True
     work = xp.astype(K, float_dtype(xp, device), copy=False)
     owned = owned or work is not K
@@ -299,14 +305,16 @@ def _spectrum(
     nats = float(_entropy_nats(w, xp))
     if math.isnan(nats):
         raise ValueError(
-            f"{caller}: {what} has no positive eigenvalue ({m} eigenvalues, "
-            f"{n_clipped} negative), so its entropy is undefined. A zero NTK "
-            f"means no trainable parameter moves the outputs on these samples: "
-            f"check the model, its trainable parameters and the inputs."
+            f"{caller}: {what} has no positive eigenvalue above rounding ({m} "
+            f"eigenvalues, {n_clipped} negative), so its entropy is undefined. "
+            f"An NTK is positive semi-definite: a zero NTK means no trainable "
+            f"parameter moves the outputs on these samples, a negative one a "
+            f"sign error; check the model, its trainable parameters, the inputs "
+            f"and how the matrix was computed."
         )
     entropy = nats / math.log(base)
     effective = nats / math.log(m) if m > 1 else math.nan
-    return _Spectrum(entropy, effective, xp.astype(w, K.dtype), n_clipped)
+    return KernelSpectrum(entropy, effective, xp.astype(w, K.dtype), n_clipped)
 
 
 def _flat_block_indices(rows: np.ndarray, n: int) -> np.ndarray:
@@ -327,7 +335,7 @@ def _stack_nats(K_flat: Any, flat: Any, *, k: int, wide: Any) -> tuple[Any, Any]
     return _entropy_nats(w, xp), xp.sum(xp.astype(w < 0, xp.int32), axis=-1)
 
 
-def _block_entropies_nats(
+def block_entropies_nats(
     K: Any, rows: np.ndarray, xp: Any, device: Any
 ) -> tuple[np.ndarray, np.ndarray]:
     """Entropy (nats) and negative-eigenvalue count of each principal block.
@@ -358,13 +366,8 @@ def _block_entropies_nats(
     )
 
 
-def _take_rows(X: Any, rows: np.ndarray) -> Any:
-    """The samples `rows` of `X` (any library), in that order."""
-    xp, device = namespace_and_device(X)
-    return xp.take(X, xp.asarray(rows, device=device), axis=0)
-
-
-def _submatrix(K: Any, rows: np.ndarray) -> Any:
+def submatrix(K: Any, rows: np.ndarray) -> Any:
+    """The principal block ``K[rows][:, rows]`` (rows: NumPy integers)."""
     xp, device = namespace_and_device(K)
     index = xp.asarray(rows, device=device)
     return xp.take(xp.take(K, index, axis=0), index, axis=1)
@@ -437,19 +440,23 @@ def ntk_entropy(
     0.9418
     """
     caller = "ntk_entropy"
-    validate_parameter_constraints(
+    check_params(
+        caller,
         {**ENTROPY_PARAMETERS, "effective": ["boolean"]},
-        {"effective": effective, "normalize": normalize, "base": base},
-        caller_name=caller,
+        effective=effective,
+        normalize=normalize,
+        base=base,
     )
-    K = _check_kernel_matrix(K, caller=caller)
+    K = check_kernel_matrix(K, caller=caller)
     if effective and K.shape[0] < 2:
         raise ValueError(
             f"{caller}: effective=True divides by log(m), which is 0 for the "
             f"1 x 1 `K`; pass at least 2 samples, or effective=False."
         )
     xp, device = namespace_and_device(K)
-    spectrum = _spectrum(K, xp, device, base=base, normalize=normalize, caller=caller)
+    spectrum = kernel_spectrum(
+        K, xp, device, base=base, normalize=normalize, caller=caller
+    )
     return spectrum.effective_entropy if effective else spectrum.entropy
 
 
@@ -468,7 +475,7 @@ class _KernelEstimatorMixin:
     def _fit_kernel(self, X: Any) -> Any:
         caller = type(self).__name__
         K, X = _kernel_of(self.kernel, X, caller=caller, min_samples=self._min_samples)
-        self.n_features_in_ = _n_features(X)
+        self.n_features_in_ = n_features(X)
         return K
 
     def _kernel_name(self) -> str:
@@ -568,7 +575,7 @@ class NTKEntropy(_KernelEstimatorMixin, InfoscopeEstimator):
         self._validate_params()
         K = self._fit_kernel(X)
         xp, device = namespace_and_device(K)
-        spectrum = _spectrum(
+        spectrum = kernel_spectrum(
             K,
             xp,
             device,
@@ -609,8 +616,66 @@ class NTKMutualInformationResult(NamedTuple):
 
 _MI_PARAMETERS = {
     **ENTROPY_PARAMETERS,
-    "max_combination_size": [Interval(Integral, 2, None, closed="left"), None],
+    "max_combination_size": [
+        Interval(Integral, 2, None, closed="left"),
+        StrOptions({"auto"}),
+        None,
+    ],
 }
+#: ``max_combination_size="auto"`` computes every combination size while the
+#: blocks number at most this many, and stops at the largest size that keeps
+#: within it (pairs always: the matrices need them).
+AUTO_MAX_COMBINATIONS = 255
+#: Requests for more blocks than this are refused (2^17 - 1 for 17 classes,
+#: each an eigendecomposition): they do not finish in practice. Single classes
+#: and pairs are never refused.
+MAX_COMBINATIONS = 2**16
+
+
+def _combination_sizes(
+    n_classes: int, max_combination_size: Any, caller: str
+) -> tuple[int, int]:
+    """The largest combination size to compute, and the blocks it skips.
+
+    "auto" stops where the count would pass ``AUTO_MAX_COMBINATIONS`` (and
+    says so with a warning); a number or None (all sizes) beyond
+    ``MAX_COMBINATIONS`` blocks is refused.
+    """
+    counts = [math.comb(n_classes, size) for size in range(n_classes + 1)]
+    total = 2**n_classes - 1
+    if max_combination_size == "auto":
+        largest = min(2, n_classes)
+        while largest < n_classes and sum(counts[1 : largest + 2]) <= (
+            AUTO_MAX_COMBINATIONS
+        ):
+            largest += 1
+    elif max_combination_size is None:
+        largest = n_classes
+    else:
+        largest = min(max_combination_size, n_classes)
+    wanted = sum(counts[1 : largest + 1])
+    if largest > 2 and wanted > MAX_COMBINATIONS:
+        requested = "None" if max_combination_size is None else largest
+        raise ValueError(
+            f"{caller}: max_combination_size={requested} asks for the entropies "
+            f"of {wanted:,} combinations of the {n_classes} classes, each an "
+            f"eigendecomposition; above {MAX_COMBINATIONS:,} that does not finish "
+            f"in practice. Pass max_combination_size='auto' (the default) or 2 "
+            f"(all the matrices need)."
+        )
+    skipped = total - wanted
+    if skipped and max_combination_size == "auto":
+        warnings.warn(
+            f"{caller}: computed the entropies of the {wanted:,} combinations of "
+            f"at most {largest} of the {n_classes} classes and skipped the "
+            f"{skipped:,} larger ones (max_combination_size='auto' stops at "
+            f"{AUTO_MAX_COMBINATIONS} blocks; the mutual-information matrices "
+            f"need only pairs). Pass max_combination_size={n_classes} for all of "
+            f"them, or 2 to silence this.",
+            UserWarning,
+            stacklevel=4,
+        )
+    return largest, skipped
 
 
 def _class_members(
@@ -663,7 +728,7 @@ def _mutual_information(
     classes: Any,
     normalize: bool,
     base: float,
-    max_combination_size: int | None,
+    max_combination_size: int | str | None,
     caller: str,
     name: str = "K",
 ) -> NTKMutualInformationResult:
@@ -671,17 +736,17 @@ def _mutual_information(
     classes, members = _class_members(K, y, classes, caller=caller, name=name)
     if normalize:
         # The normalisation is entry-wise: normalising once normalises every block.
-        K = _cosine_normalized(K, xp, caller=caller, name=name)
+        K = cosine_normalized(K, xp, caller=caller, name=name)
     n_classes = len(classes)
-    largest = n_classes if max_combination_size is None else max_combination_size
+    largest, _ = _combination_sizes(n_classes, max_combination_size, caller)
     labels = classes.tolist()
     combinations, entropies, clipped = [], [], []
     pair_entropy = {}
-    for size in range(1, min(largest, n_classes) + 1):
+    for size in range(1, largest + 1):
         for combo in itertools.combinations(range(n_classes), size):
             rows = np.sort(np.concatenate([members[j] for j in combo]))
-            spectrum = _spectrum(
-                _submatrix(K, rows),
+            spectrum = kernel_spectrum(
+                submatrix(K, rows),
                 xp,
                 device,
                 base=base,
@@ -707,15 +772,11 @@ def _mutual_information(
             mi[a, b] = mi[b, a] = s_a + s_b - pair_entropy[(a, b)]
             total = s_a + s_b
             nmi[a, b] = nmi[b, a] = 2.0 * mi[a, b] / total if total > zero else math.nan
-    dtype = float_dtype(xp, device)
-
-    def on_device(a):
-        return xp.asarray(a, dtype=dtype, device=device)
-
+    wide = float_dtype(xp, device)
     return NTKMutualInformationResult(
-        on_device(mi),
-        on_device(nmi),
-        on_device(np.asarray(entropies)),
+        asarray(mi, xp=xp, device=device, dtype=wide),
+        asarray(nmi, xp=xp, device=device, dtype=wide),
+        asarray(np.asarray(entropies), xp=xp, device=device, dtype=wide),
         combinations,
         classes,
         xp.asarray(np.asarray(clipped), device=device),
@@ -729,18 +790,18 @@ def ntk_mutual_information(
     classes: Any = None,
     normalize: bool = False,
     base: float = 2,
-    max_combination_size: int | None = None,
+    max_combination_size: int | str | None = "auto",
 ) -> NTKMutualInformationResult:
     """Mutual information between classes from the entropies of NTK blocks.
 
     For classes A and B, ``I(A; B) = S(K_AA) + S(K_BB) - S(K_(A u B))`` with
     ``S`` the von Neumann entropy of :func:`ntk_entropy`, each block
     normalised by its own trace (its eigenvalues by their sum), and the
-    normalised ``2 I(A; B) / (S_A + S_B)``. The entropy of every combination
-    of classes is computed, as ZnNL does: all sizes from 1 to the number of
-    classes, in :func:`itertools.combinations` order (``2^c - 1`` blocks for
-    c classes: `max_combination_size` bounds the sizes, and 2 suffices for
-    the matrices).
+    normalised ``2 I(A; B) / (S_A + S_B)``. The entropies of the combinations
+    of classes are computed in :func:`itertools.combinations` order, sizes
+    from 1 up: ZnNL computes all ``2^c - 1`` of them for c classes (1,023
+    eigendecompositions for 10 classes), which `max_combination_size` bounds;
+    the matrices need only sizes 1 and 2.
 
     Parameters
     ----------
@@ -758,9 +819,14 @@ def ntk_mutual_information(
         Cosine-normalise `K` first (see :func:`ntk_entropy`).
     base : float, default=2
         Logarithm base (2: bits, ``math.e``: nats).
-    max_combination_size : int, optional
-        Compute the entropies of combinations of at most this many classes
-        (at least 2); by default all sizes.
+    max_combination_size : int, "auto" or None, default="auto"
+        The largest combination of classes whose entropy is computed (at
+        least 2). "auto": all sizes while that is at most
+        ``AUTO_MAX_COMBINATIONS`` (255) blocks (all of them up to 8 classes),
+        else the largest size that stays within it (pairs always), with a
+        ``UserWarning`` that says how many were skipped. None: all sizes.
+        A request for more than ``MAX_COMBINATIONS`` (65,536) blocks of
+        three or more classes is refused.
 
     Returns
     -------
@@ -795,16 +861,14 @@ def ntk_mutual_information(
     ((3, 3), array([1., 1., 1.]))
     """
     caller = "ntk_mutual_information"
-    validate_parameter_constraints(
+    check_params(
+        caller,
         _MI_PARAMETERS,
-        {
-            "normalize": normalize,
-            "base": base,
-            "max_combination_size": max_combination_size,
-        },
-        caller_name=caller,
+        normalize=normalize,
+        base=base,
+        max_combination_size=max_combination_size,
     )
-    K = _check_kernel_matrix(K, caller=caller)
+    K = check_kernel_matrix(K, caller=caller)
     return _mutual_information(
         K,
         y,
@@ -832,17 +896,18 @@ class NTKMutualInformation(_KernelEstimatorMixin, InfoscopeEstimator):
         Cosine-normalise the kernel first.
     base : float, default=2
         Logarithm base (2: bits, ``math.e``: nats).
-    max_combination_size : int, optional
-        Largest number of classes per combination (at least 2); by default
-        the number of classes (``2^c - 1`` eigendecompositions).
+    max_combination_size : int, "auto" or None, default="auto"
+        As in :func:`ntk_mutual_information`: "auto" computes every
+        combination up to 8 classes and bounds the work above (with a
+        warning); None all ``2^c - 1``.
 
     Attributes
     ----------
     classes_ : numpy.ndarray
         The classes, in the order of the matrices' rows.
     combinations_ : list of tuple
-        Every class and every union of classes (sizes 1 to the number of
-        classes, or `max_combination_size`), as tuples of labels, in
+        Every class and every union of classes whose entropy was computed
+        (sizes 1 to `max_combination_size`), as tuples of labels, in
         :func:`itertools.combinations` order.
     entropies_ : array of shape (n_combinations,)
         The entropy of each combination's block, in `base`.
@@ -882,7 +947,7 @@ class NTKMutualInformation(_KernelEstimatorMixin, InfoscopeEstimator):
         kernel="precomputed",
         normalize=False,
         base=2,
-        max_combination_size=None,
+        max_combination_size="auto",
     ):
         self.kernel = kernel
         self.normalize = normalize

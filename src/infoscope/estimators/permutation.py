@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from ..backends import check_random_state, namespace_and_device
+from ..kernels import gram_inner
 from ._base import Interval, validate_parameter_constraints
 from ._cka_moments import pair_hsic
 from .neighbors import (
@@ -49,7 +50,7 @@ from .neighbors import (
     overlap,
     relabel,
 )
-from .similarity import PARAMETERS, centred_gram, inner
+from .similarity import PARAMETERS, centred_gram
 
 __all__ = ["SimilarityTestResult", "similarity_test"]
 
@@ -132,11 +133,14 @@ class _Grams:
     def __init__(self, X, Y, kernel, sigma, debiased, rng):
         self.K = centred_gram(X, kernel, sigma, debiased, rng)
         self.L = centred_gram(Y, kernel, sigma, debiased, rng)
-        self.self_x, self.self_y = inner(self.K, self.K), inner(self.L, self.L)
+        self.self_x, self.self_y = (
+            gram_inner(self.K, self.K),
+            gram_inner(self.L, self.L),
+        )
 
     def __call__(self, order):
         L = self.L if order is None else _take(_take(self.L, order), order, axis=1)
-        return _ratio(inner(self.K, L), self.self_x, self.self_y)
+        return _ratio(gram_inner(self.K, L), self.self_x, self.self_y)
 
 
 class _MutualKnn:

@@ -9,20 +9,15 @@ cell counts. The cells are counted on the host: binning is cheap, and NumPy's
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Any
 
 import numpy as np
 
-from ..backends import check_random_state, to_numpy
-from ._base import (
-    Interval,
-    check_array,
-    subsample_rows,
-    validate_parameter_constraints,
-)
+from ..backends import check_random_state, subsample_rows, to_numpy
+from ._base import BASE, RANDOM_STATE, Interval, check_array, check_params
 from ._subset_mi import (
-    SUBSET_MI_PARAMETERS,
+    SubsetMIOptions,
     paired_classes,
     subset_mutual_information,
 )
@@ -31,9 +26,9 @@ __all__ = ["shannon_entropy", "shannon_mutual_information"]
 
 _PARAMETERS = {
     "n_bins": [Interval(Integral, 1, None, closed="left")],
-    "base": [Interval(Real, 1, None, closed="neither")],
+    "base": BASE,
     "max_samples": [Interval(Integral, 1, None, closed="left"), None],
-    "random_state": ["random_state"],
+    "random_state": RANDOM_STATE,
 }
 
 
@@ -94,15 +89,13 @@ def shannon_entropy(
     1.0
     """
     caller = "shannon_entropy"
-    validate_parameter_constraints(
+    check_params(
+        caller,
         _PARAMETERS,
-        {
-            "n_bins": n_bins,
-            "base": base,
-            "max_samples": max_samples,
-            "random_state": random_state,
-        },
-        caller_name=caller,
+        n_bins=n_bins,
+        base=base,
+        max_samples=max_samples,
+        random_state=random_state,
     )
     X = _prepare(X, caller, max_samples, check_random_state(random_state))
     return _cell_entropy(_cells(X, n_bins), base)
@@ -157,18 +150,15 @@ def shannon_mutual_information(
     True
     """
     caller = "shannon_mutual_information"
-    validate_parameter_constraints(
-        {**_PARAMETERS, **SUBSET_MI_PARAMETERS},
-        {
-            "n_bins": n_bins,
-            "base": base,
-            "max_samples": max_samples,
-            "random_state": random_state,
-            "n_repetitions": n_repetitions,
-            "n_clusters": n_clusters,
-        },
-        caller_name=caller,
+    check_params(
+        caller,
+        _PARAMETERS,
+        n_bins=n_bins,
+        base=base,
+        max_samples=max_samples,
+        random_state=random_state,
     )
+    SubsetMIOptions(n_repetitions, n_clusters).validate(caller)
     rng = check_random_state(random_state)
     Z, classes, codes = paired_classes(
         check_array(Z, caller=caller, name="Z"),
@@ -186,7 +176,5 @@ def shannon_mutual_information(
         n_classes=classes.shape[0],
         n_repetitions=n_repetitions,
         rng=rng,
-        xp=np,
-        device="cpu",
     )
     return result.mutual_information

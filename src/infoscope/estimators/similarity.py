@@ -25,7 +25,6 @@ from collections.abc import Mapping, Sequence
 from numbers import Integral, Real
 from typing import Any
 
-import array_api_extra as xpx
 import numpy as np
 
 from ..backends import (
@@ -37,7 +36,12 @@ from ..backends import (
     namespace_name,
     pairwise_sq_distances,
 )
-from ..kernels import gaussian_from_sq_distances, median_distance
+from ..kernels import (
+    centre_gram,
+    gaussian_from_sq_distances,
+    gram_inner,
+    median_distance,
+)
 from ._base import (
     InfoscopeEstimator,
     Interval,
@@ -123,39 +127,14 @@ def _as_common_dtype(arrays: list[Any]) -> list[Any]:
 # ---- centred Grams (CKA in its kernel form)
 
 
-def centre(G: Any, unbiased: bool) -> Any:
-    """``H G H`` (biased) or Song et al.'s U-centred G, zero diagonal (unbiased)."""
-    xp, _ = namespace_and_device(G)
-    n = G.shape[0]
-    if not unbiased:
-        rows = xp.mean(G, axis=1)
-        columns = xp.mean(G, axis=0)
-        return G - rows[:, None] - columns[None, :] + xp.mean(rows)
-    flat = xp.reshape(G, (-1,))
-    diagonal = flat[:: n + 1]
-    rows = xp.sum(G, axis=1) - diagonal
-    columns = xp.sum(G, axis=0) - diagonal
-    total = xp.sum(rows)
-    G = G - rows[:, None] / (n - 2) - columns[None, :] / (n - 2)
-    G = G + total / ((n - 1) * (n - 2))
-    flat = xpx.at(xp.reshape(G, (-1,)))[:: n + 1].set(0.0)
-    return xp.reshape(flat, (n, n))
-
-
-def inner(A: Any, B: Any) -> float:
-    """``sum_ij A_ij B_ij`` without an n x n temporary."""
-    xp, _ = namespace_and_device(A, B)
-    return float(xp.tensordot(A, B, axes=2))
-
-
 def centred_gram(X: Any, kernel: str, sigma: Any, unbiased: bool, rng: Any) -> Any:
     """One layer's centred linear or Gaussian Gram."""
     if kernel == "linear":
-        return centre(matmul(X, X.T), unbiased)
+        return centre_gram(matmul(X, X.T), unbiased=unbiased)
     D2 = pairwise_sq_distances(X)
     if sigma == "median":
         sigma = median_distance(X, D2=D2, random_state=rng)
-    return centre(gaussian_from_sq_distances(D2, sigma), unbiased)
+    return centre_gram(gaussian_from_sq_distances(D2, sigma), unbiased=unbiased)
 
 
 def _cka(cross: float, self_a: float, self_b: float) -> float:
@@ -210,21 +189,23 @@ def _gram_matrix(a, b, kernel, sigma, debiased, random_state, caller):
     )
     rng = check_random_state(random_state)
     grams = [centred_gram(Y, kernel, sigma, debiased, rng) for Y in cached]
-    selfs = [inner(G, G) for G in grams]
+    selfs = [gram_inner(G, G) for G in grams]
     rows, undefined = [], []
     for i, X in enumerate(a):
         if b is None:
             K, self_k = grams[i], selfs[i]
         else:
             K = centred_gram(X, kernel, sigma, debiased, rng)
-            self_k = inner(K, K)
+            self_k = gram_inner(K, K)
         row = []
         for j, L in enumerate(grams):
             if b is None and j < i:
                 row.append(rows[j][i])
                 continue
             value = _cka(
-                selfs[j] if (b is None and i == j) else inner(K, L), self_k, selfs[j]
+                selfs[j] if (b is None and i == j) else gram_inner(K, L),
+                self_k,
+                selfs[j],
             )
             if math.isnan(value):
                 undefined.append((i, j))

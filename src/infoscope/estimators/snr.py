@@ -25,8 +25,7 @@ The cost is the two products ``x W`` and ``x^T r``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from numbers import Integral
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -40,7 +39,7 @@ from ..backends import (
     namespace_and_device,
     to_numpy,
 )
-from ._base import InfoscopeEstimator, Interval, check_array
+from ._base import BATCH_SIZE, InfoscopeEstimator, check_array, check_params
 
 __all__ = ["NodeSNR", "NodeSNRResult", "NodeSNRRow", "node_snr", "node_snr_table"]
 
@@ -82,29 +81,12 @@ class NodeSNRRow(NamedTuple):
 # ---- validation
 
 
-def _check_flag(value: Any, name: str, caller: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(
-            f"{caller}: `{name}` must be True or False, got {value!r} "
-            f"({type(value).__name__})."
-        )
-    return bool(value)
-
-
-def _check_batch_size(value: Any, caller: str) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, Integral):
-        raise TypeError(
-            f"{caller}: `batch_size` must be a positive integer or None, got "
-            f"{value!r} ({type(value).__name__})."
-        )
-    if value < 1:
-        raise ValueError(
-            f"{caller}: `batch_size` must be a positive integer or None, got "
-            f"{value}; pass None to use all samples at once."
-        )
-    return int(value)
+#: The constraints of the parameters, shared by the functions and NodeSNR.
+_PARAMETERS = {
+    "normalize_inputs": ["boolean"],
+    "batch_size": BATCH_SIZE,
+    "weights": ["array-like", callable, None],
+}
 
 
 def _check_weights(W: Any, X: Any, *, caller: str, name: str, x_name: str = "X") -> Any:
@@ -118,7 +100,12 @@ def _check_weights(W: Any, X: Any, *, caller: str, name: str, x_name: str = "X")
         raise ValueError(
             f"{caller}: `{name}` is missing; pass the layer's weights as an "
             f"array of shape (n_features, n_nodes) = ({d_in}, n_nodes), one row "
-            f"per input feature of `{x_name}` and one column per node."
+            f"per input feature of `{x_name}` and one column per node"
+            + (
+                " (fit(X, weights=W), or NodeSNR(weights=W))."
+                if name == "weights"
+                else "."
+            )
         )
     xp, device = namespace_and_device(X, W, names=(x_name, name))
     shape = tuple(W.shape) if is_array(W) else np.shape(W)
@@ -256,6 +243,30 @@ class _Moments:
             normalize_inputs=normalize_inputs,
         )
 
+    def checked_measures(self, W: Any, normalize_inputs: bool, caller: str):
+        """:meth:`measures`, refusing a covariance that is not finite.
+
+        The inputs are finite, so a NaN or infinity in c was made by the
+        arithmetic: ``x~`` undefined (a feature's maximum is exactly -0.001),
+        or ``x^T r`` beyond the float range.
+        """
+        S, F, c, signs = self.measures(W, normalize_inputs)
+        xp = array_namespace(c)
+        if bool(xp.all(xp.isfinite(c))):
+            return S, F, c, signs
+        if normalize_inputs and bool(xp.any(self.max_x + _MAX_EPS == 0)):
+            raise ValueError(
+                f"{caller}: an input feature's maximum over the samples is exactly "
+                f"-0.001, so x~ = x / (max x + 0.001) is undefined; pass "
+                f"normalize_inputs=False for inputs that are not non-negative."
+            )
+        raise ValueError(
+            f"{caller}: the input-output covariance x^T (r - mean r) overflows the "
+            f"float range for these activations and weights (up to "
+            f"{float(xp.max(xp.abs(self.max_x))):.3g}); rescale the inputs or the "
+            f"weights (divide them by a constant)."
+        )
+
 
 def _measures(cross, sum_r, sum_x, n_active, max_x, W, n_samples, *, normalize_inputs):
     """The definition's closing steps, from the sufficient statistics."""
@@ -267,13 +278,25 @@ def _measures(cross, sum_r, sum_x, n_active, max_x, W, n_samples, *, normalize_i
         # Per input feature, x~ = x / (m + 0.001) scales row i of C.
         row_scale = _divide(row_scale, max_x + _MAX_EPS, xp)
     c = C * row_scale[:, None]
-    w_norm = xp.sqrt(xp.sum(W * W, axis=0))
-    c_norm = xp.sqrt(xp.sum(c * c, axis=0))
-    agreement = W * c
-    projection = xp.sum(agreement, axis=0)
-    S = _divide(projection, (c_norm + _NORM_EPS) * w_norm, xp)
-    F = _divide(projection, w_norm * xp.max(xp.abs(c), axis=0), xp)
-    signs = xp.count_nonzero(agreement < 0, axis=0)
+    # Norms and products from max-normalised columns: weights of 1e-31 or
+    # covariances of 1e200 square out of the float range, their ratios do not.
+    w_max = xp.max(xp.abs(W), axis=0)
+    unit_w = W / xp.where(w_max > 0, w_max, 1.0)
+    w_norm = xp.sqrt(xp.sum(unit_w * unit_w, axis=0))
+    direction = unit_w / xp.where(w_norm > 0, w_norm, 1.0)  # W_:j / ||W_:j||
+    c_max = xp.max(xp.abs(c), axis=0)
+    unit_c = c / xp.where(c_max > 0, c_max, 1.0)
+    c_norm = xp.sqrt(xp.sum(unit_c * unit_c, axis=0))  # ||c_:j|| / max |c_:j|
+    projection = xp.sum(direction * unit_c, axis=0)  # W.c / (||W|| max |c|)
+    dead = w_max == 0
+    # S = W.c / ((||c|| + eps) ||W||), divided through by max |c|.
+    S = xp.where(
+        dead,
+        xp.nan,
+        projection / (c_norm + _NORM_EPS / xp.where(c_max > 0, c_max, 1.0)),
+    )
+    F = xp.where(dead | (c_max == 0), xp.nan, projection)
+    signs = xp.count_nonzero((W > 0) & (c < 0) | (W < 0) & (c > 0), axis=0)
     return S, F, c, signs
 
 
@@ -310,15 +333,16 @@ def _layer(
     x_name: str = "X",
     w_name: str = "W",
 ) -> tuple[Any, Any, Any, Any]:
-    """Validate one layer and compute (S, F, c, per-node sign disagreements)."""
-    normalize_inputs = _check_flag(normalize_inputs, "normalize_inputs", caller)
-    batch_size = _check_batch_size(batch_size, caller)
+    """Validate one layer and compute (S, F, c, per-node sign disagreements).
+
+    The parameters have been validated by the caller.
+    """
     X = check_array(X, caller=caller, name=x_name, min_samples=2)
     W = _check_weights(W, X, caller=caller, name=w_name, x_name=x_name)
     X, W = _common_dtype(X, W)
     moments = _Moments()
     moments.update(X, W, batch_size)
-    return moments.measures(W, normalize_inputs)
+    return moments.checked_measures(W, normalize_inputs, caller)
 
 
 # ---- public API
@@ -387,8 +411,9 @@ def node_snr(
     covariances divided by 1e-4 and dominates S and F. The definition is made
     for non-negative inputs such as ReLU outputs. With
     ``normalize_inputs=True``, a feature whose maximum is exactly -0.001 makes
-    ``x~`` undefined and every node NaN; pass ``normalize_inputs=False`` for
-    inputs that are not non-negative. No warning is raised for any of these.
+    ``x~`` undefined: that is an error (pass ``normalize_inputs=False`` for
+    inputs that are not non-negative), as is a covariance beyond the float
+    range. No warning is raised for the NaN nodes.
 
     The computation is two products, ``x W`` and ``x^T (r - mean r)``, plus
     passes over ``x`` and ``r``; :class:`NodeSNR` streams it over batches.
@@ -411,12 +436,16 @@ def node_snr(
     >>> np.round(node_snr(X, W).optimality, 3)
     array([0.988, 0.988,   nan])
     """
+    caller = "node_snr"
+    check_params(
+        caller, _PARAMETERS, normalize_inputs=normalize_inputs, batch_size=batch_size
+    )
     S, F, _, signs = _layer(
         X,
         W,
         normalize_inputs=normalize_inputs,
         batch_size=batch_size,
-        caller="node_snr",
+        caller=caller,
     )
     xp = array_namespace(signs)
     return NodeSNRResult(S, F, int(xp.sum(signs)))
@@ -463,6 +492,12 @@ def node_snr_table(
     fc1 4 1 0.988
     fc2 2 0 0.612
     """
+    check_params(
+        "node_snr_table",
+        _PARAMETERS,
+        normalize_inputs=normalize_inputs,
+        batch_size=batch_size,
+    )
     if isinstance(layers, Mapping):
         items: Iterable[Any] = ((name, *pair) for name, pair in layers.items())
     else:
@@ -491,12 +526,13 @@ def node_snr_table(
 class NodeSNR(InfoscopeEstimator):
     """Node SNR of a dense layer, fitted on its input activations, streamable.
 
-    ``fit(X, weights=W)`` computes, for every node of a dense layer with input
-    activations ``X`` (n_samples x d_in) and weights ``W`` (d_in x d_out), the
-    SNR optimality S and the signal factor F of :func:`node_snr`.
-    ``partial_fit`` accumulates the same sums over batches of samples, so an
-    evaluation set of any size streams through a GPU: after the last batch the
-    attributes equal those of ``fit`` on all samples at once.
+    ``fit(X, weights=W)`` (or ``NodeSNR(weights=W).fit(X)``) computes, for
+    every node of a dense layer with input activations ``X`` (n_samples x
+    d_in) and weights ``W`` (d_in x d_out), the SNR optimality S and the
+    signal factor F of :func:`node_snr`. ``partial_fit`` accumulates the same
+    sums over batches of samples, so an evaluation set of any size streams
+    through a GPU: after the last batch the attributes equal those of ``fit``
+    on all samples at once.
 
     Parameters
     ----------
@@ -506,6 +542,16 @@ class NodeSNR(InfoscopeEstimator):
     batch_size : int, optional
         Samples per pass within one ``fit`` or ``partial_fit`` call; bounds the
         memory for ``r = X W`` without changing the result.
+    weights : array of shape (n_features, n_nodes), callable or None, \
+default=None
+        The layer's weights, when ``fit`` is not given them: an array, or a
+        callable ``weights(X)`` that returns them for the validated
+        activations ``X`` when a stream starts (``fit``, or the first
+        ``partial_fit``), e.g. ``lambda X: layer.weight.T`` to read a
+        training model's current weights at every fit. This is also how
+        scikit-learn's generic checks, pipelines and searches, which call
+        ``fit(X, y)`` only, give NodeSNR its weights. ``fit(X, weights=W)``
+        takes precedence.
 
     Attributes
     ----------
@@ -556,14 +602,17 @@ class NodeSNR(InfoscopeEstimator):
     (600, True)
     """
 
-    _parameter_constraints = {
-        "normalize_inputs": ["boolean"],
-        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
-    }
+    _parameter_constraints = _PARAMETERS
 
-    def __init__(self, normalize_inputs: bool = True, batch_size: int | None = None):
+    def __init__(
+        self,
+        normalize_inputs: bool = True,
+        batch_size: int | None = None,
+        weights: Any | Callable[[Any], Any] = None,
+    ):
         self.normalize_inputs = normalize_inputs
         self.batch_size = batch_size
+        self.weights = weights
 
     def fit(self, X: Any, y: Any = None, *, weights: Any = None) -> NodeSNR:
         """Compute the measures of the layer from its input activations.
@@ -574,9 +623,9 @@ class NodeSNR(InfoscopeEstimator):
             The layer's input activations; at least 2 samples.
         y : None
             Ignored; present for scikit-learn's API.
-        weights : array of shape (n_features, n_nodes)
+        weights : array of shape (n_features, n_nodes), optional
             The layer's weights ``W`` (d_in x d_out), in X's namespace and on
-            its device. Required.
+            its device. Required unless the `weights` parameter gives them.
 
         Returns
         -------
@@ -589,9 +638,9 @@ class NodeSNR(InfoscopeEstimator):
     def partial_fit(self, X: Any, y: Any = None, *, weights: Any = None) -> NodeSNR:
         """Add a batch of samples and update the measures.
 
-        The first call (after construction or ``fit``) needs `weights` and at
-        least 2 samples; later calls take batches of any size, reuse those
-        weights, and refuse different ones.
+        The first call (after construction or ``fit``) needs weights (here or
+        as the `weights` parameter) and at least 2 samples; later calls take
+        batches of any size, reuse those weights, and refuse different ones.
 
         Parameters
         ----------
@@ -601,8 +650,9 @@ class NodeSNR(InfoscopeEstimator):
         y : None
             Ignored; present for scikit-learn's API.
         weights : array of shape (n_features, n_nodes), optional
-            The layer's weights; required on the first call, optional and
-            checked against the first call's afterwards.
+            The layer's weights; on the first call, required unless the
+            `weights` parameter gives them; optional and checked against the
+            first call's afterwards.
 
         Returns
         -------
@@ -613,12 +663,16 @@ class NodeSNR(InfoscopeEstimator):
         if first:
             self._validate_params()
             X = self._validate_data(X, reset=True)
+            if weights is None:
+                weights = self.weights
+                if callable(weights):
+                    weights = weights(X)
             if weights is None and y is not None:
                 raise ValueError(
                     f"{caller}: `weights` is missing and `y` was given; the "
                     f"layer's weights go in the keyword: fit(X, weights=W), "
-                    f"with W of shape (n_features, n_nodes) = "
-                    f"({X.shape[1]}, n_nodes)."
+                    f"or in the parameter: NodeSNR(weights=W), with W of shape "
+                    f"(n_features, n_nodes) = ({X.shape[1]}, n_nodes)."
                 )
             W = _check_weights(weights, X, caller=caller, name="weights")
             X, W = _common_dtype(X, W)
@@ -634,7 +688,9 @@ class NodeSNR(InfoscopeEstimator):
                 self._check_same_weights(weights, X, caller)
             X = xp.astype(X, W.dtype, copy=False)
         self._moments.update(X, W, self.batch_size)
-        S, F, c, signs = self._moments.measures(W, self.normalize_inputs)
+        S, F, c, signs = self._moments.checked_measures(
+            W, self.normalize_inputs, caller
+        )
         self.optimality_, self.signal_factor_, self.covariance_ = S, F, c
         (
             self.optimality_mean_,

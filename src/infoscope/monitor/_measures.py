@@ -238,10 +238,9 @@ class EstimatorMeasure(Measure):
             self.estimator.set_params(kernel="precomputed")
         # The record keeps pairwise values only; larger unions of classes
         # would cost 2**n_classes eigendecompositions for nothing.
-        if (
-            isinstance(self.estimator, NTKMutualInformation)
-            and self.estimator.max_combination_size is None
-        ):
+        if isinstance(
+            self.estimator, NTKMutualInformation
+        ) and self.estimator.max_combination_size in (None, "auto"):
             self.estimator.set_params(max_combination_size=2)
 
     @property

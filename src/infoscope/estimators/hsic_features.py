@@ -14,8 +14,9 @@ Three feature maps:
 - :class:`FourierFeatures`: orthogonal random Fourier features of the Gaussian
   kernel (Rahimi & Recht 2007; Yu et al. 2016), in independent blocks;
 - :class:`NystromFeatures`: ``k(x, Z) K_ZZ^{-1/2}`` for landmarks ``Z`` from the
-  first chunk (any kernel; it keeps the top of the kernel's spectrum and so
-  underestimates HSIC when the spectrum decays slowly).
+  first chunk (:class:`infoscope.kernels.NystromMap`; any kernel; it keeps the
+  top of the kernel's spectrum and so underestimates HSIC when the spectrum
+  decays slowly).
 
 Random features estimate each kernel without bias, so the product of two
 *independent* estimates is unbiased for HSIC. Block ``r`` of X's features is
@@ -34,13 +35,8 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 
-from ..backends import (
-    asarray,
-    float_dtype,
-    matmul,
-    namespace_and_device,
-    to_numpy,
-)
+from ..backends import asarray, float_dtype, matmul, namespace_and_device
+from ..kernels import NystromMap
 
 __all__ = [
     "FourierFeatures",
@@ -91,7 +87,7 @@ class FourierFeatures:
         n_frequencies = n_components // 2
         n_blocks = max(2, math.ceil(n_frequencies / FREQUENCIES_PER_BLOCK))
         sizes = [len(s) for s in np.array_split(np.arange(n_frequencies), n_blocks)]
-        self._xp = xp
+        # Arrays only (no namespace module): a fitted estimator must pickle.
         self._W = [
             asarray(
                 _orthogonal_gaussian(n_features_in, size, rng) / sigma,
@@ -104,7 +100,7 @@ class FourierFeatures:
         self.n_blocks = n_blocks
 
     def blocks(self, X: Any) -> list[Any]:
-        xp = self._xp
+        xp = array_namespace(X)
         out = []
         for W in self._W:
             Z = matmul(X, W)
@@ -124,11 +120,7 @@ def _orthogonal_gaussian(d: int, m: int, rng: np.random.Generator) -> np.ndarray
 
 
 class NystromFeatures:
-    """Nystrom features ``k(x, Z) V diag(w)^{-1/2}`` for landmarks ``Z``.
-
-    ``K_ZZ = V diag(w) V^T``; eigenvalues below ``1e-10 max(w)`` are dropped
-    (a rank-deficient landmark Gram). The features reproduce ``k`` on the
-    span of the landmarks: an approximation from below.
+    """Nystrom features of any kernel (:class:`infoscope.kernels.NystromMap`).
 
     Parameters
     ----------
@@ -141,19 +133,10 @@ class NystromFeatures:
     random = False
 
     def __init__(self, landmarks: Any, kernel: Callable[[Any, Any], Any]):
-        xp, device = namespace_and_device(landmarks)
-        K = to_numpy(kernel(landmarks, landmarks)).astype(np.float64)
-        w, V = np.linalg.eigh((K + K.T) / 2)
-        keep = w > 1e-10 * w.max()
-        transform = V[:, keep] / np.sqrt(w[keep])
-        self._landmarks = landmarks
-        self._kernel = kernel
-        self._transform = asarray(
-            transform, xp=xp, device=device, dtype=landmarks.dtype
-        )
+        self.map = NystromMap(landmarks, kernel)
 
     def blocks(self, X: Any) -> list[Any]:
-        return [matmul(self._kernel(X, self._landmarks), self._transform)]
+        return [self.map.transform(X)]
 
 
 class PairMoments:
