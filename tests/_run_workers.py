@@ -135,3 +135,16 @@ def write_to_read_only_folder(folder: str, connection) -> None:
         connection.send(("created", None))
     except OSError as error:
         connection.send(("refused", (type(error).__name__, str(error))))
+
+
+def open_new_runs(paths: list[str], start: float, connection) -> None:
+    """Open each new run at a shared instant, as the ranks of a job do."""
+    outcomes = []
+    for i, path in enumerate(paths):
+        time.sleep(max(0.0, start + 0.05 * i - time.time()))
+        try:
+            Run(path, {"rank": os.getpid()}).close()
+            outcomes.append("opened")
+        except Exception as error:
+            outcomes.append(f"{type(error).__name__}: {error}")
+    connection.send(outcomes)

@@ -465,7 +465,8 @@ def test_bad_configuration_messages(tmp_path, torch_net):
         metrics={"acc": lambda m, X, y: "high"},
     )
     with pytest.raises(
-        TypeError, match=r"model must be a torch\.nn\.Module, a keras\.Model, a Flax NNX"
+        TypeError,
+        match=r"model must be a torch\.nn\.Module, a keras\.Model, a Flax NNX",
     ):
         monitor.record(0, object())
     with pytest.raises(

@@ -614,7 +614,8 @@ def test_a_two_input_model_is_recorded_on_its_probe_set():
     # HSIC(H, X) takes the inputs as one array: both flattened, side by side.
     flat = np.concatenate([X[0].reshape(60, -1), X[1]], axis=1)
     assert record.value("hsic_x", "head") == pytest.approx(
-        hsic(acts["head"], torch.from_numpy(flat)), rel=1e-4  # float32
+        hsic(acts["head"], torch.from_numpy(flat)),
+        rel=1e-4,  # float32
     )
     assert record.value("ntk_entropy") == pytest.approx(
         ntk_entropy(empirical_ntk(model, X)), rel=1e-5

@@ -254,6 +254,24 @@ def test_a_second_writer_is_refused_at_once(tmp_path, processes):
     assert load_run(path).steps == [0, 1, 10_000]
 
 
+def test_processes_opening_one_new_run_together_all_open_it(tmp_path, processes):
+    # SQLite answers BUSY at once, bypassing its busy timeout, when two
+    # connections switch a new file to WAL together: the two ranks of a
+    # distributed job opening one run failed in 1 of 9 starts.
+    paths = [str(tmp_path / f"run{i}.db") for i in range(40)]
+    start = time.time() + 2.0  # every process started and waiting
+    started = [_start(processes, _run_workers.open_new_runs, paths, start)]
+    started += [_start(processes, _run_workers.open_new_runs, paths, start)]
+    started += [_start(processes, _run_workers.open_new_runs, paths, start)]
+    outcomes = [pipe.recv() for _, pipe in started]
+    for process, _ in started:
+        process.join(timeout=30)
+    assert outcomes == [["opened"] * len(paths)] * 3
+    # Each file is one run, made once, by the first process to reach it.
+    assert all(isinstance(load_run(path).config["rank"], int) for path in paths)
+    assert all(load_run(path).steps == [] for path in paths)
+
+
 def test_the_same_process_cannot_write_one_run_twice(tmp_path):
     first, second = Run(tmp_path / "run.db"), Run(tmp_path / "run.db")
     first.append(Record(0, []))

@@ -163,9 +163,9 @@ def test_ntk_equals_the_definition(name):
 
 
 def plan(apply_fn, params, X, mode="mean"):
-    model = ja._Model.read("t", apply_fn, params)
-    X1 = ja._as_input("t", "X1", model.place(), X)
-    return ja._JaxNtk("t", model, X1, None, mode, None).terms
+    model = ja.Model.read("t", apply_fn, params)
+    X1 = ja.as_input("t", "X1", model.place(), X)
+    return ja.JaxNtk("t", model, X1, None, mode, None).terms
 
 
 def test_dense_weights_and_biases_take_the_structured_path():
@@ -199,7 +199,7 @@ def test_each_block_is_computed_once_and_each_pair_once(monkeypatch):
     X = host_normal(6, (10, 5))
     reference = ja.empirical_ntk(apply_fn, params, X)
     calls = {"features": 0, "contract": 0}
-    features, contract = ja._JaxNtk.features, ja._JaxNtk.contract
+    features, contract = ja.JaxNtk.features, ja.JaxNtk.contract
 
     def count(name, fn):
         def wrapped(self, *args):
@@ -208,8 +208,8 @@ def test_each_block_is_computed_once_and_each_pair_once(monkeypatch):
 
         return wrapped
 
-    monkeypatch.setattr(ja._JaxNtk, "features", count("features", features))
-    monkeypatch.setattr(ja._JaxNtk, "contract", count("contract", contract))
+    monkeypatch.setattr(ja.JaxNtk, "features", count("features", features))
+    monkeypatch.setattr(ja.JaxNtk, "contract", count("contract", contract))
     K = ja.empirical_ntk(apply_fn, params, X, batch_size=3)
     assert calls == {"features": 4, "contract": 10}
     assert_close(K, reference)

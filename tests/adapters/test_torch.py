@@ -116,7 +116,7 @@ def test_ntk_equals_the_definition(name):
 def plan(model, X, mode="mean"):
     with ta._evaluation(model):
         X1 = ta._as_input("t", "X1", model, X)
-        return ta._TorchNtk("t", model, X1, None, mode, None).terms
+        return ta.TorchNtk("t", model, X1, None, mode, None).terms
 
 
 def test_structured_path_is_taken_where_its_contraction_is_cheaper():
@@ -237,7 +237,7 @@ def test_each_block_is_computed_once_and_each_pair_once(monkeypatch):
     model = mlp()
     X = torch.randn(10, 5, dtype=F64)
     reference = ta.empirical_ntk(model, X)
-    calls = counting(monkeypatch, ta._TorchNtk)
+    calls = counting(monkeypatch, ta.TorchNtk)
     K = ta.empirical_ntk(model, X, batch_size=3)  # blocks of 3, 3, 3, 1
     assert calls == {"features": 4, "contract": 4 * 5 // 2}
     assert torch.allclose(K, reference, rtol=0, atol=1e-12)
@@ -251,7 +251,7 @@ def test_parameter_groups_split_when_features_exceed_the_budget(monkeypatch):
     X = torch.randn(6, 2, 6, 6, dtype=F64)
     reference = ta.empirical_ntk(model, X, output_mode="full")
     monkeypatch.setattr(_ntk, "MEMORY_BUDGET", 1)
-    calls = counting(monkeypatch, ta._TorchNtk)
+    calls = counting(monkeypatch, ta.TorchNtk)
     with pytest.warns(RuntimeWarning, match="more than the"):
         K = ta.empirical_ntk(model, X, output_mode="full", batch_size=4)
     n_terms = len(plan(model, X, "full"))

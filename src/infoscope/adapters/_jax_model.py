@@ -2,7 +2,7 @@
 
 What :mod:`infoscope.adapters.jax` and its NTK (:mod:`._jax_ntk`) share: the
 model as a function of its trainable parameters and its fixed state
-(:class:`_Model`, for Flax linen and NNX, stax and plain functions), inputs
+(:class:`Model`, for Flax linen and NNX, stax and plain functions), inputs
 as JAX arrays, the program traced from it, and its dense layers.
 """
 
@@ -20,7 +20,7 @@ from ._inputs import Inputs
 from ._jaxpr import eqn_at, find_taps
 
 
-def _jax():
+def import_jax():
     import jax
 
     return jax
@@ -41,7 +41,7 @@ def _check_apply(caller: str, apply_fn: Any) -> None:
         )
 
 
-def _flax_linen_module(apply_fn: Any) -> Any:
+def flax_linen_module(apply_fn: Any) -> Any:
     """The linen module whose ``apply`` (or a partial of it) `apply_fn` is, or None."""
     if "flax" not in sys.modules:
         return None
@@ -57,7 +57,7 @@ def _flax_linen_module(apply_fn: Any) -> Any:
     return owner if isinstance(owner, linen.Module) else None
 
 
-def _nnx() -> Any:
+def import_nnx() -> Any:
     """``flax.nnx`` if Flax is imported (a model of it can exist), else None."""
     if "flax" not in sys.modules:
         return None
@@ -83,7 +83,7 @@ def _path_name(path: tuple) -> str:
     return "/".join(parts)
 
 
-class _Model:
+class Model:
     """A JAX model as ``fn(trainable, fixed, *args, **kwargs)``.
 
     `trainable` is what the NTK differentiates, `fixed` the state held
@@ -114,7 +114,7 @@ class _Model:
         capture: Any = None,
         linen: Any = None,
     ):
-        jax = _jax()
+        jax = import_jax()
         self.caller = caller
         self.raw = fn
         self.trainable, self.fixed = trainable, fixed
@@ -135,10 +135,10 @@ class _Model:
     @classmethod
     def read(cls, caller: str, apply_fn: Any, params: Any, output: Any = None):
         """The trainable and fixed parts of ``apply_fn(params, x)``."""
-        jax = _jax()
+        jax = import_jax()
         _check_apply(caller, apply_fn)
-        linen = _flax_linen_module(apply_fn)
-        nnx = _nnx()
+        linen = flax_linen_module(apply_fn)
+        nnx = import_nnx()
         if nnx is not None and isinstance(apply_fn, nnx.Module):
             if params is not None:
                 raise ValueError(
@@ -218,7 +218,7 @@ class _Model:
         return cls(caller, fn, trainable, fixed, ("fn", apply_fn, treedef), output)
 
     def place(self) -> tuple[Any, Any]:
-        return _leaf_place(self.trainable)
+        return leaf_place(self.trainable)
 
 
 def _nnx_eval(nnx: Any, graphdef: Any, params: Any, rest: Any) -> Any:
@@ -256,25 +256,25 @@ def _is_floating(leaf: Any) -> bool:
     dtype = getattr(leaf, "dtype", None)
     if dtype is None:
         return isinstance(leaf, float)
-    jnp = _jax().numpy
+    jnp = import_jax().numpy
     try:
         return bool(jnp.issubdtype(dtype, jnp.inexact))
     except TypeError:  # extended dtypes (RNG keys)
         return False
 
 
-def _leaf_place(params: Any) -> tuple[Any, Any]:
+def leaf_place(params: Any) -> tuple[Any, Any]:
     """The device and floating dtype of the first floating leaf of `params`."""
-    jax = _jax()
+    jax = import_jax()
     for leaf in jax.tree_util.tree_leaves(params):
         if isinstance(leaf, jax.Array) and _is_floating(leaf):
             return next(iter(leaf.devices())), leaf.dtype
     return jax.devices()[0], jax.numpy.zeros(()).dtype
 
 
-def _as_input(caller: str, name: str, place: tuple[Any, Any], X: Any) -> Inputs:
+def as_input(caller: str, name: str, place: tuple[Any, Any], X: Any) -> Inputs:
     """`X` as JAX arrays on `place` (the parameters' device and float dtype)."""
-    jax = _jax()
+    jax = import_jax()
     jnp = jax.numpy
     device, dtype = place
 
@@ -301,7 +301,7 @@ def _as_input(caller: str, name: str, place: tuple[Any, Any], X: Any) -> Inputs:
 
 
 @dataclass
-class _Program:
+class Program:
     """The model traced on a batch: its jaxpr and the flattened parameters.
 
     The program's inputs are the trainable leaves, then the fixed ones,
@@ -323,26 +323,26 @@ class _Program:
         return [*(self.leaves if leaves is None else leaves), *self.fixed, *arrays]
 
 
-def _abstract(X: Inputs, b: int) -> list:
+def abstract_inputs(X: Inputs, b: int) -> list:
     """Stand-ins for `b` samples of each array of `X` (tracing needs shapes)."""
-    jax = _jax()
+    jax = import_jax()
     return [jax.ShapeDtypeStruct((b, *a.shape[1:]), a.dtype) for a in X.arrays]
 
 
-def _trace(
+def trace(
     caller: str,
-    model: _Model,
+    model: Model,
     X: Inputs,
     arrays: list,
     name: str,
     fn: Any = None,
-) -> _Program:
+) -> Program:
     """`model` traced on `arrays` (in the structure of `X`).
 
     With the default `fn` (the selected output), checks that the program
     returns one array with a row per sample.
     """
-    jax = _jax()
+    jax = import_jax()
     single = fn is None
     fn = model.fn if fn is None else fn
     flat, treedef = jax.tree_util.tree_flatten_with_path(model.trainable)
@@ -379,7 +379,7 @@ def _trace(
                 f"{caller}: apply_fn maps {b} samples to an output of shape "
                 f"{tuple(out.shape)}; it must return one output row per sample."
             )
-    return _Program(closed, leaves, names, fixed, out_tree)
+    return Program(closed, leaves, names, fixed, out_tree)
 
 
 def _apply_error(caller: str, X: Inputs, name: str, exc: Exception) -> ValueError:
@@ -390,7 +390,7 @@ def _apply_error(caller: str, X: Inputs, name: str, exc: Exception) -> ValueErro
     )
 
 
-def _dense_taps(model: _Model, X: Inputs, caller: str, name: str):
+def dense_taps(model: Model, X: Inputs, caller: str, name: str):
     """Taps found in the programs traced at two batch sizes, sample axis first.
 
     A tap counts only if the same equation contracts an input whose first
@@ -398,7 +398,7 @@ def _dense_taps(model: _Model, X: Inputs, caller: str, name: str):
     """
     reps = []
     for b in (2, 3):
-        prog = _trace(caller, model, X, _abstract(X, b), name)
+        prog = trace(caller, model, X, abstract_inputs(X, b), name)
         taps, other, follow = find_taps(prog.closed, prog.n_leaves)
         reps.append((prog, b, taps, other, follow))
     (p2, _, t2, o2, f2), (p3, _, t3, o3, f3) = reps
@@ -419,7 +419,7 @@ def _dense_taps(model: _Model, X: Inputs, caller: str, name: str):
     return good, o2 | o3 | bad, f2 | f3
 
 
-def _layer_name(weight: str) -> str:
+def layer_name(weight: str) -> str:
     """A dense layer's name from its weight's path (``Dense_0/kernel``: ``Dense_0``)."""
     parts = weight.split("/")
     if len(parts) > 1 and parts[-1] in ("kernel", "weight", "w", "W"):

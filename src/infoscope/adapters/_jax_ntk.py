@@ -1,6 +1,6 @@
 """The empirical NTK of a JAX model: its features for the shared engine.
 
-:class:`_JaxNtk` reads the program of a model (:mod:`._jax_model`), plans
+:class:`JaxNtk` reads the program of a model (:mod:`._jax_model`), plans
 its terms with :mod:`._ntk` and gives the engine, per block of samples, the
 features computed by one compiled function; what it reads and compiles is
 kept for later calls (:data:`_ANALYSES`, :data:`_COMPILED`).
@@ -14,18 +14,18 @@ from typing import Any
 import numpy as np
 
 from . import _ntk
-from ._jax_model import _abstract, _dense_taps, _jax, _leaf_place, _trace
+from ._jax_model import abstract_inputs, dense_taps, import_jax, leaf_place, trace
 from ._jaxpr import Tap, eqn_at, evaluate, find_taps
 
 
 def _signature(tree: Any) -> tuple:
     """A pytree's structure, shapes and dtypes (what a trace depends on)."""
-    jax = _jax()
+    jax = import_jax()
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     return (treedef, tuple((np.shape(a), str(getattr(a, "dtype", ""))) for a in leaves))
 
 
-class _JaxNtk:
+class JaxNtk:
     """One empirical NTK computation (see :func:`empirical_ntk`).
 
     Reads the program (its dense layers, its parameters) and gives the
@@ -36,7 +36,7 @@ class _JaxNtk:
     """
 
     def __init__(self, caller, model, X1, X2, mode, batch_size):
-        jax = _jax()
+        jax = import_jax()
         self.jax = jax
         self.caller = caller
         self.model = model
@@ -75,13 +75,13 @@ class _JaxNtk:
     def _read(self) -> tuple:
         """The program, its outputs, its dense layers and the plan."""
         caller, model, (X1, _) = self.caller, self.model, self.X
-        self.prog = _trace(caller, model, X1, _abstract(X1, 1), "X1")
+        self.prog = trace(caller, model, X1, abstract_inputs(X1, 1), "X1")
         out = self.prog.closed.jaxpr.outvars[0].aval
         self.k = 1 if self.mode == "sum" else int(np.prod(out.shape[1:], dtype=int))
         self.dtype = out.dtype
         self.itemsize = np.dtype(out.dtype).itemsize
         mixes = self._mixes_samples()
-        taps, other, follow = _dense_taps(model, X1, caller, "X1")
+        taps, other, follow = dense_taps(model, X1, caller, "X1")
         self.follow = follow
         taps = [t for t in taps if t.leaf not in other]
         mine = find_taps(self.prog.closed, self.prog.n_leaves)
@@ -122,7 +122,9 @@ class _JaxNtk:
         if rows.n < 2:
             return False
         host = [np.asarray(a) for a in rows.arrays]
-        batch_prog = _trace(self.caller, self.model, X1, _abstract(X1, rows.n), "X1")
+        batch_prog = trace(
+            self.caller, self.model, X1, abstract_inputs(X1, rows.n), "X1"
+        )
 
         def outputs(prog, arrays):
             fn = _program_fn(prog.closed.jaxpr)
@@ -227,7 +229,7 @@ class _JaxNtk:
             [np.asarray(a) for a in X1.arrays],
             None if X2 is None else [np.asarray(a) for a in X2.arrays],
         )
-        self.device = _leaf_place(self.leaves)[0]
+        self.device = leaf_place(self.leaves)[0]
 
         def on_blocks(b: int) -> None:
             self.block = min(b, max(X1.n, X1.n if X2 is None else X2.n))
@@ -256,7 +258,7 @@ class _JaxNtk:
 # Jitted feature functions by (program, plan); a few are kept (see _feature_fn).
 _COMPILED: dict = {}
 
-# What _JaxNtk reads from a model, by function, shapes and mode: a training
+# What JaxNtk reads from a model, by function, shapes and mode: a training
 # loop's repeated calls trace and plan once, as jax.jit compiles once.
 _ANALYSES: dict = {}
 
@@ -275,7 +277,7 @@ def _make_feature_fn(jaxpr, gram, generic, follow, k, mode):
     output; its Jacobian with respect to ``eps`` (the back-propagated
     signals) and the generic leaves, mapped over the block.
     """
-    jax = _jax()
+    jax = import_jax()
     jnp = jax.numpy
     tap_list = [tap for taps in gram for tap in taps]
     index = {tap.path: i for i, tap in enumerate(tap_list)}
@@ -340,7 +342,7 @@ def _program_fn(jaxpr: Any):
     key = ("program", str(jaxpr))
     fn = _COMPILED.get(key)
     if fn is None:
-        jax = _jax()
+        jax = import_jax()
 
         class NoHooks:
             follow: frozenset = frozenset()
@@ -368,7 +370,7 @@ def _contract_fn(k: int, full: bool):
     key = ("contract", k, full)
     fn = _COMPILED.get(key)
     if fn is None:
-        jax = _jax()
+        jax = import_jax()
         fn = _remember(
             key, jax.jit(functools.partial(_ntk.contract, jax.numpy, k=k, full=full))
         )

@@ -1,6 +1,6 @@
 """The empirical NTK of a PyTorch model: its features for the shared engine.
 
-:class:`_TorchNtk` reads a ``torch.nn.Module`` (its trainable parameters,
+:class:`TorchNtk` reads a ``torch.nn.Module`` (its trainable parameters,
 its dense and convolutional layers, checked against autograd on one sample),
 plans its terms with :mod:`._ntk` and gives the engine, per block of
 samples, the features of one function of a single sample differentiated
@@ -32,14 +32,14 @@ _PATH: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _BATCHING_RULE = "There is a performance drop because we have not yet implemented"
 
 
-def _torch():
+def import_torch():
     import torch
 
     return torch
 
 
 @contextlib.contextmanager
-def _removing(handles: list[Any]) -> Iterator[list[Any]]:
+def removing(handles: list[Any]) -> Iterator[list[Any]]:
     try:
         yield handles
     finally:
@@ -47,7 +47,7 @@ def _removing(handles: list[Any]) -> Iterator[list[Any]]:
             handle.remove()
 
 
-class _TorchNtk:
+class TorchNtk:
     """One NTK computation (:func:`infoscope.adapters.torch.empirical_ntk`).
 
     Reads the model (its trainable parameters, its dense and convolutional
@@ -56,7 +56,7 @@ class _TorchNtk:
     """
 
     def __init__(self, caller, model, X1, X2, mode, batch_size, output=None):
-        torch = _torch()
+        torch = import_torch()
         self.torch = torch
         self.caller = caller
         self.model = model
@@ -140,7 +140,7 @@ class _TorchNtk:
             module.register_forward_hook(hook_for(name))
             for name, (module, _, _) in candidates.items()
         ]
-        with torch.no_grad(), _removing(handles):
+        with torch.no_grad(), removing(handles):
             try:
                 out = self._call(self.base, rows)
             except (RuntimeError, TypeError, ValueError, IndexError, KeyError) as exc:
@@ -195,7 +195,7 @@ class _TorchNtk:
                 modules[name][0].register_forward_hook(hook_for(name))
                 for name in layers
             ]
-            with _removing(handles):
+            with removing(handles):
                 out = self._call(
                     {**self.base, **gen}, X, [a.unsqueeze(0) for a in arrays]
                 )
@@ -350,7 +350,7 @@ class _TorchNtk:
             for name, (module, _, _, _) in planned.items()
         ]
         try:
-            with torch.enable_grad(), _removing(handles):
+            with torch.enable_grad(), removing(handles):
                 out = self._outputs(self._call({**self.base, **leaves}, x))
                 wrt = [e for name in planned for e in eps[name]] + list(leaves.values())
                 if wrt and out.requires_grad:

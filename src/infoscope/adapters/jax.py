@@ -53,18 +53,18 @@ from ._common import (
 )
 from ._inputs import Inputs, check_same_inputs
 from ._jax_model import (
-    _abstract,
-    _as_input,
-    _dense_taps,
-    _flax_linen_module,
-    _jax,
-    _layer_name,
-    _Model,
-    _nnx,
-    _Program,
-    _trace,
+    Model,
+    Program,
+    abstract_inputs,
+    as_input,
+    dense_taps,
+    flax_linen_module,
+    import_jax,
+    import_nnx,
+    layer_name,
+    trace,
 )
-from ._jax_ntk import _JaxNtk
+from ._jax_ntk import JaxNtk
 from ._jaxpr import evaluate, per_sample_ops
 
 __all__ = ["activations", "dense_layers", "empirical_ntk"]
@@ -146,11 +146,11 @@ def activations(
     {'dot_0': (5, 4), 'relu_0': (5, 4), 'dot_1': (5, 2)}
     """
     caller = _PREFIX + "activations"
-    jax = _jax()
+    jax = import_jax()
     pool = check_pool(caller, pool, mask)
-    model = _Model.read(caller, apply_fn, params)
+    model = Model.read(caller, apply_fn, params)
     batch_size = check_batch_size(caller, batch_size)
-    inputs = _as_input(caller, "X", model.place(), X)
+    inputs = as_input(caller, "X", model.place(), X)
     n = inputs.n
     names, run = _intermediates(caller, model, inputs, apply_fn)
     chosen = check_layers(caller, layers, names)
@@ -170,12 +170,12 @@ def activations(
     return pool_activations(caller, result, pool, mask, inputs)
 
 
-def _intermediates(caller: str, model: _Model, X: Inputs, apply_fn: Any):
+def _intermediates(caller: str, model: Model, X: Inputs, apply_fn: Any):
     """The per-sample layer names of `model` and a runner that computes them."""
-    jax = _jax()
+    jax = import_jax()
     fn = model.capture
     progs = {
-        b: _trace(caller, model, X, _abstract(X, b), "X", fn=fn or model.raw)
+        b: trace(caller, model, X, abstract_inputs(X, b), "X", fn=fn or model.raw)
         for b in (2, 3)
     }
     j2, j3 = progs[2].closed.jaxpr, progs[3].closed.jaxpr
@@ -228,7 +228,7 @@ def _intermediates(caller: str, model: _Model, X: Inputs, apply_fn: Any):
     compiled: dict = {}
 
     def run(arrays):
-        prog = _trace(caller, model, X, arrays, "X", fn=fn or model.raw)
+        prog = trace(caller, model, X, arrays, "X", fn=fn or model.raw)
         key = str(prog.closed.jaxpr)
         if key not in compiled:
 
@@ -247,10 +247,10 @@ def _intermediates(caller: str, model: _Model, X: Inputs, apply_fn: Any):
 
 def _root_scope(apply_fn: Any) -> str | None:
     """The name scope of a Flax model's root module (stripped from names)."""
-    linen = _flax_linen_module(apply_fn)
+    linen = flax_linen_module(apply_fn)
     if linen is not None:
         return type(linen).__name__
-    nnx = _nnx()
+    nnx = import_nnx()
     if nnx is not None and isinstance(apply_fn, nnx.Module):
         return ""
     return None
@@ -262,14 +262,14 @@ def _relative(scope: str, root: str | None) -> str:
     return scope
 
 
-def _captured(prog2: _Program, prog3: _Program) -> dict[int, str]:
+def _captured(prog2: Program, prog3: Program) -> dict[int, str]:
     """Outputs of the linen program that are submodule outputs, by position.
 
     The traced function returns ``(output, {"intermediates": ...})``; Flax
     records each submodule's ``__call__`` output as
     ``.../<submodule>/__call__/0``.
     """
-    jax = _jax()
+    jax = import_jax()
     found = {}
     paths2 = jax.tree_util.tree_flatten_with_path(prog2.out_tree)[0]
     paths3 = jax.tree_util.tree_flatten_with_path(prog3.out_tree)[0]
@@ -329,17 +329,17 @@ def dense_layers(apply_fn: Any, params: Any, X: Any) -> list[tuple[str, Any, Any
     [('w1', (5, 3), (3, 4)), ('w2', (5, 4), (4, 2))]
     """
     caller = _PREFIX + "dense_layers"
-    jax = _jax()
+    jax = import_jax()
     jnp = jax.numpy
-    model = _Model.read(caller, apply_fn, params)
-    inputs = _as_input(caller, "X", model.place(), X)
-    taps, _, follow = _dense_taps(model, inputs, caller, "X")
+    model = Model.read(caller, apply_fn, params)
+    inputs = as_input(caller, "X", model.place(), X)
+    taps, _, follow = dense_taps(model, inputs, caller, "X")
     if not taps:
         raise ValueError(
             f"{caller}: found no dense layer (a 2-D parameter contracted with the "
             f"input by dot_general, as in Flax Dense or x @ W) in apply_fn."
         )
-    prog = _trace(caller, model, inputs, inputs.arrays, "X")
+    prog = trace(caller, model, inputs, inputs.arrays, "X")
     by_path = {t.path: t for t in taps}
 
     class Hooks:
@@ -369,7 +369,7 @@ def dense_layers(apply_fn: Any, params: Any, X: Any) -> list[tuple[str, Any, Any
         xs = recorded.pop(tap.leaf)
         W = prog.leaves[tap.leaf]
         W = W if tap.w_axis == 0 else W.T
-        name = _layer_name(prog.names[tap.leaf])
+        name = layer_name(prog.names[tap.leaf])
         result.append((name, jnp.concatenate(xs, axis=0), W))
     return result
 
@@ -456,18 +456,18 @@ def empirical_ntk(
     (15, 6)
     """
     caller = _PREFIX + "empirical_ntk"
-    model = _Model.read(caller, apply_fn, params, output)
+    model = Model.read(caller, apply_fn, params, output)
     return _ntk_of(caller, model, X1, X2, output_mode, batch_size)
 
 
 def _ntk_of(
-    caller: str, model: _Model, X1: Any, X2: Any, output_mode: str, batch_size: Any
+    caller: str, model: Model, X1: Any, X2: Any, output_mode: str, batch_size: Any
 ) -> Any:
     """The NTK of a model read as a function (also what the Keras adapter calls)."""
     mode = check_output_mode(caller, output_mode)
     batch_size = check_batch_size(caller, batch_size)
-    X1 = _as_input(caller, "X1", model.place(), X1)
+    X1 = as_input(caller, "X1", model.place(), X1)
     if X2 is not None:
-        X2 = _as_input(caller, "X2", model.place(), X2)
+        X2 = as_input(caller, "X2", model.place(), X2)
         check_same_inputs(caller, X1, X2)
-    return _JaxNtk(caller, model, X1, X2, mode, batch_size).compute()
+    return JaxNtk(caller, model, X1, X2, mode, batch_size).compute()

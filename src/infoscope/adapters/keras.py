@@ -108,8 +108,8 @@ def _as_input(caller: str, name: str, model: Any, backend: str, X: Any) -> Input
     """`X` as the backend's arrays on the device and float dtype of the weights."""
     if backend == "torch":
         return _torch_adapter._as_input(caller, name, model, X)
-    place = _jax_reading._leaf_place([v.value for v in model.variables])
-    return _jax_reading._as_input(caller, name, place, X)
+    place = _jax_reading.leaf_place([v.value for v in model.variables])
+    return _jax_reading.as_input(caller, name, place, X)
 
 
 def _is_array(backend: str, x: Any) -> bool:
@@ -594,7 +594,7 @@ def _jax_model(caller: str, model: Any, kind: str, output: Any) -> Any:
     names = _weight_names(trainable)
     params = {name: v.value for name, v in zip(names, trainable, strict=True)}
     fixed = [v.value for v in model.non_trainable_variables]
-    return _jax_reading._Model(caller, fn, params, fixed, ("keras", fn, kind), output)
+    return _jax_reading.Model(caller, fn, params, fixed, ("keras", fn, kind), output)
 
 
 # The input structures and outputs whose output shape was checked, per model.

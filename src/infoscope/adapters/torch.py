@@ -50,7 +50,7 @@ from ._common import (
     pool_activations,
 )
 from ._inputs import Inputs, check_same_inputs
-from ._torch_ntk import _removing, _torch, _TorchNtk
+from ._torch_ntk import TorchNtk, import_torch, removing
 
 __all__ = ["activations", "dense_layers", "empirical_ntk"]
 
@@ -63,7 +63,7 @@ _PREFIX = "infoscope.adapters.torch."
 
 
 def _check_model(caller: str, model: Any) -> None:
-    torch = _torch()
+    torch = import_torch()
     if not isinstance(model, torch.nn.Module):
         raise TypeError(
             f"{caller}: `model` must be a torch.nn.Module; got "
@@ -73,7 +73,7 @@ def _check_model(caller: str, model: Any) -> None:
 
 def _model_place(model: Any) -> tuple[Any, Any]:
     """The device and floating dtype of the model's first float tensor."""
-    torch = _torch()
+    torch = import_torch()
     for tensor in [*model.parameters(), *model.buffers()]:
         if tensor.is_floating_point():
             return tensor.device, tensor.dtype
@@ -82,7 +82,7 @@ def _model_place(model: Any) -> tuple[Any, Any]:
 
 def _as_input(caller: str, name: str, model: Any, X: Any) -> Inputs:
     """`X` as tensors on the model's device, floats in its dtype."""
-    torch = _torch()
+    torch = import_torch()
     device, dtype = _model_place(model)
 
     def convert(label: str, x: Any) -> Any:
@@ -118,7 +118,7 @@ def _evaluation(model: Any) -> Iterator[None]:
     batch into nested tensors that forward hooks and ``torch.func`` cannot
     handle; the plain path computes the same outputs.
     """
-    torch = _torch()
+    torch = import_torch()
     mha = getattr(torch.backends, "mha", None)
     fast = mha.get_fastpath_enabled() if mha is not None else None
     modes = [(module, module.training) for module in model.modules()]
@@ -135,7 +135,7 @@ def _evaluation(model: Any) -> Iterator[None]:
 
 
 def _first_tensor(output: Any) -> Any:
-    torch = _torch()
+    torch = import_torch()
     if isinstance(output, (tuple, list)) and output:
         output = output[0]
     return output if isinstance(output, torch.Tensor) else None
@@ -235,7 +235,7 @@ def activations(
     (3, 8)
     """
     caller = _PREFIX + "activations"
-    torch = _torch()
+    torch = import_torch()
     _check_model(caller, model)
     pool = check_pool(caller, pool, mask)
     modules = {name: module for name, module in model.named_modules() if name}
@@ -258,7 +258,7 @@ def activations(
         return hook
 
     handles = [modules[name].register_forward_hook(hook_for(name)) for name in names]
-    with torch.no_grad(), _evaluation(model), _removing(handles):
+    with torch.no_grad(), _evaluation(model), removing(handles):
         for block in slices:
             outputs.start()
             _apply(caller, model, inputs.take(block), "X")
@@ -311,7 +311,7 @@ def dense_layers(model: Any, X: Any) -> list[tuple[str, Any, Any]]:
     [('0', (10, 4), (4, 8)), ('2', (10, 8), (8, 2))]
     """
     caller = _PREFIX + "dense_layers"
-    torch = _torch()
+    torch = import_torch()
     _check_model(caller, model)
     inputs = _as_input(caller, "X", model, X)
     linear = {
@@ -350,7 +350,7 @@ def _watching_linear(record: Any) -> Iterator[None]:
     not see it). The module attribute is swapped for the duration of one
     forward pass: ``torch.nn.functional`` looks it up at each call.
     """
-    functional = _torch().nn.functional
+    functional = import_torch().nn.functional
     original = functional.linear
 
     def linear(input, weight, bias=None):
@@ -458,4 +458,4 @@ def empirical_ntk(
         X2 = _as_input(caller, "X2", model, X2)
         check_same_inputs(caller, X1, X2)
     with _evaluation(model):
-        return _TorchNtk(caller, model, X1, X2, mode, batch_size, output).compute()
+        return TorchNtk(caller, model, X1, X2, mode, batch_size, output).compute()

@@ -79,6 +79,24 @@ class SQLiteStore(Store):
         # A connection must not cross fork(): a child opens its own.
         if self._connection is not None and self._pid == os.getpid():
             return self._connection
+        # SQLite answers SQLITE_BUSY at once, without its busy handler, when
+        # two processes switch a new file to WAL together (two ranks of a
+        # distributed job opening one run, say): wait here as it would.
+        deadline = time.monotonic() + _BUSY_TIMEOUT_S
+        pause = 0.005
+        while True:
+            try:
+                return self._open_connection()
+            except sqlite3.OperationalError as error:
+                busy = getattr(error, "sqlite_errorname", "").startswith(
+                    ("SQLITE_BUSY", "SQLITE_LOCKED")
+                )
+                if not busy or time.monotonic() + pause > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(2 * pause, 0.1)
+
+    def _open_connection(self) -> sqlite3.Connection:
         if self.read_only:
             uri = f"file:{pathname2url(os.path.abspath(self.location))}?mode=ro"
             connection = sqlite3.connect(
@@ -88,8 +106,12 @@ class SQLiteStore(Store):
             connection = sqlite3.connect(
                 self.location, timeout=_BUSY_TIMEOUT_S, check_same_thread=False
             )
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=FULL")
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.execute("PRAGMA synchronous=FULL")
+            except sqlite3.Error:
+                connection.close()
+                raise
         connection.isolation_level = None  # transactions are explicit
         self._connection, self._pid = connection, os.getpid()
         return connection
