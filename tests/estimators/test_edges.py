@@ -454,22 +454,10 @@ def test_no_module_imports_another_modules_private_names():
             if isinstance(node, ast.ImportFrom) and (
                 node.level or (node.module or "").startswith("infoscope")
             ):
-                # A private module of the package may be imported (the
-                # scikit-learn convention); a private name inside one may not.
-                package = path.parent
-                for _ in range(max(node.level - 1, 0)):
-                    package = package.parent
-                if not node.level:
-                    package = root.parent.joinpath(*(node.module or "").split("."))
-                elif node.module:
-                    package = package.joinpath(*node.module.split("."))
                 private += [
                     f"{path.relative_to(root)}: {node.module}.{alias.name}"
                     for alias in node.names
-                    if alias.name.startswith("_")
-                    and not alias.name.startswith("__")
-                    and not (package / f"{alias.name}.py").is_file()
-                    and not (package / alias.name / "__init__.py").is_file()
+                    if alias.name.startswith("_") and not alias.name.startswith("__")
                 ]
     assert not private, private
 

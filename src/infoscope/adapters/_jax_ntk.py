@@ -13,9 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _ntk
 from ._jax_model import abstract_inputs, dense_taps, import_jax, leaf_place, trace
 from ._jaxpr import Tap, eqn_at, evaluate, find_taps
+from ._ntk import Layer, Term, mixes_samples, plan_terms, warn_mixing
+from ._ntk import compute as compute_ntk
+from ._ntk import contract as contract_terms
 
 
 def _signature(tree: Any) -> tuple:
@@ -67,7 +69,7 @@ class JaxNtk:
         ]
         self.terms, mixes, self.program_text = cached[6:]
         if mixes:
-            _ntk.warn_mixing(self.caller, stacklevel=3)
+            warn_mixing(self.caller, stacklevel=3)
         self.leaves = jax.tree_util.tree_leaves(model.trainable)
         self.fixed = jax.tree_util.tree_leaves(model.fixed)
         self._fns: dict = {}
@@ -136,11 +138,11 @@ class JaxNtk:
         singles = np.concatenate(
             [outputs(self.prog, [a[i : i + 1] for a in host]) for i in range(rows.n)]
         )
-        return _ntk.mixes_samples(batch, singles)
+        return mixes_samples(batch, singles)
 
     # -- which leaves take which path ---------------------------------------
 
-    def _plan(self) -> list[_ntk.Term]:
+    def _plan(self) -> list[Term]:
         prog = self.prog
         layers = []
         for leaf, taps in self.taps.items():
@@ -156,7 +158,7 @@ class JaxNtk:
             if bias is not None:
                 covered.append((prog.names[bias], int(np.size(prog.leaves[bias]))))
             layers.append(
-                _ntk.Layer(prog.names[leaf], positions, n_in, n_out, covered, key=leaf)
+                Layer(prog.names[leaf], positions, n_in, n_out, covered, key=leaf)
             )
         params = [
             (name, int(np.prod(np.shape(value), dtype=int)), leaf)
@@ -164,11 +166,11 @@ class JaxNtk:
                 zip(prog.names, prog.leaves, strict=True)
             )
         ]
-        return _ntk.plan_terms(layers, params, self.k, self.mode, self.itemsize)
+        return plan_terms(layers, params, self.k, self.mode, self.itemsize)
 
     # -- features of one block ----------------------------------------------
 
-    def _feature_fn(self, group: list[_ntk.Term]):
+    def _feature_fn(self, group: list[Term]):
         """A jitted ``f(leaves, fixed, consts, arrays)``: a block's features.
 
         The parameters are arguments, not constants, so the compiled function
@@ -235,7 +237,7 @@ class JaxNtk:
             self.block = min(b, max(X1.n, X1.n if X2 is None else X2.n))
 
         try:
-            return _ntk.compute(
+            return compute_ntk(
                 jnp,
                 self.features,
                 self.terms,
@@ -372,6 +374,6 @@ def _contract_fn(k: int, full: bool):
     if fn is None:
         jax = import_jax()
         fn = _remember(
-            key, jax.jit(functools.partial(_ntk.contract, jax.numpy, k=k, full=full))
+            key, jax.jit(functools.partial(contract_terms, jax.numpy, k=k, full=full))
         )
     return fn

@@ -20,9 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _ntk
 from ._common import select_output
 from ._inputs import Inputs
+from ._ntk import Layer, mixes_samples, plan_terms, structured_kind, warn_mixing
+from ._ntk import compute as compute_ntk
+from ._ntk import contract as contract_terms
 
 # How each model's per-sample Jacobians were best taken: "loop" for models
 # torch.func.vmap cannot run or runs slower than the sample loop (timed once),
@@ -88,7 +90,7 @@ class TorchNtk:
         self.working_bytes = float(self.k * self.itemsize)
         self.layers = self._checked_layers(candidates, probe)
         params = [(n, p.numel(), n) for n, p in self.trainable.items()]
-        self.terms = _ntk.plan_terms(
+        self.terms = plan_terms(
             list(self.layers.values()), params, self.k, mode, self.itemsize
         )
 
@@ -296,7 +298,7 @@ class TorchNtk:
             candidates[name] = (module, spec, covered)
         return candidates
 
-    def _checked_layers(self, candidates: dict, probe: Any) -> dict[str, _ntk.Layer]:
+    def _checked_layers(self, candidates: dict, probe: Any) -> dict[str, Layer]:
         """The layers the Gram form is planned for, checked against autograd.
 
         A layer takes the Gram form where that is the cheaper contraction
@@ -315,7 +317,7 @@ class TorchNtk:
             module, spec, covered = candidates[name]
             positions = sum(_n_positions(shape, spec) for shape in shapes)
             n_in = spec["n_in"] + int(spec["bias"])
-            kind = _ntk.structured_kind(positions, n_in, spec["n_out"], self.k, full)
+            kind = structured_kind(positions, n_in, spec["n_out"], self.k, full)
             if kind == "gram":
                 planned[name] = (module, spec, covered, positions)
         x = self.probe_x.take(slice(0, 1))
@@ -360,8 +362,8 @@ class TorchNtk:
         except _Unplanned:
             planned, grads, out = {}, [], None
         if out is not None and self.probe_x.n > 1:
-            if _ntk.mixes_samples(probe[:1], out.detach()):
-                _ntk.warn_mixing(self.caller, stacklevel=4)
+            if mixes_samples(probe[:1], out.detach()):
+                warn_mixing(self.caller, stacklevel=4)
         grads = list(grads)
         g_eps = {name: [grads.pop(0) for _ in eps[name]] for name in planned}
         g_leaf = dict(zip(leaves, grads, strict=True))
@@ -392,7 +394,7 @@ class TorchNtk:
             if ok:
                 n_in = A.shape[1]
                 sizes = [(p, self.trainable[p].numel()) for p in covered]
-                layers[name] = _ntk.Layer(
+                layers[name] = Layer(
                     name, positions, n_in, spec["n_out"], sizes, key=(module, spec)
                 )
                 self.working_bytes += (
@@ -456,14 +458,14 @@ class TorchNtk:
         return feats, b
 
     def contract(self, fi: list, fj: list) -> Any:
-        return _ntk.contract(self.xp, fi, fj, self.k, self.mode == "full")
+        return contract_terms(self.xp, fi, fj, self.k, self.mode == "full")
 
     # -- the whole kernel ---------------------------------------------------
 
     def compute(self) -> Any:
         X1, X2 = self.X
         with self.torch.no_grad():
-            return _ntk.compute(
+            return compute_ntk(
                 self.xp,
                 self.features,
                 self.terms,

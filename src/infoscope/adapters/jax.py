@@ -43,7 +43,6 @@ from typing import Any
 
 import numpy as np
 
-from . import _ntk
 from ._common import (
     check_batch_size,
     check_layers,
@@ -66,6 +65,7 @@ from ._jax_model import (
 )
 from ._jax_ntk import JaxNtk
 from ._jaxpr import evaluate, per_sample_ops
+from ._ntk import block_slices
 
 __all__ = ["activations", "dense_layers", "empirical_ntk"]
 
@@ -156,7 +156,7 @@ def activations(
     chosen = check_layers(caller, layers, names)
     host = [np.asarray(a) for a in inputs.arrays]  # no compile per slice shape
     blocks = [
-        run([a[block] for a in host]) for block in _ntk.block_slices(n, batch_size or n)
+        run([a[block] for a in host]) for block in block_slices(n, batch_size or n)
     ]
     if len(blocks) == 1:
         result = {name: blocks[0][name] for name in chosen}

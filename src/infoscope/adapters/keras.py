@@ -43,8 +43,6 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
-from . import _jax_model as _jax_reading
-from . import _ntk
 from . import jax as _jax_adapter
 from . import torch as _torch_adapter
 from ._common import (
@@ -57,6 +55,8 @@ from ._common import (
     select_output,
 )
 from ._inputs import Inputs, check_same_inputs
+from ._jax_model import Model, as_input, leaf_place
+from ._ntk import block_slices
 
 __all__ = ["activations", "dense_layers", "empirical_ntk"]
 
@@ -108,8 +108,8 @@ def _as_input(caller: str, name: str, model: Any, backend: str, X: Any) -> Input
     """`X` as the backend's arrays on the device and float dtype of the weights."""
     if backend == "torch":
         return _torch_adapter._as_input(caller, name, model, X)
-    place = _jax_reading.leaf_place([v.value for v in model.variables])
-    return _jax_reading.as_input(caller, name, place, X)
+    place = leaf_place([v.value for v in model.variables])
+    return as_input(caller, name, place, X)
 
 
 def _is_array(backend: str, x: Any) -> bool:
@@ -322,7 +322,7 @@ def activations(
 
     recorders = [(available[name], recorder(name)) for name in names]
     with _no_graph(backend), _intercepting(recorders):
-        for block in _ntk.block_slices(n, batch_size or n):
+        for block in block_slices(n, batch_size or n):
             outputs.start()
             _apply(caller, model, X.take(block), "X")
             outputs.finish(block.stop - block.start, partial(_detached, backend))
@@ -594,7 +594,7 @@ def _jax_model(caller: str, model: Any, kind: str, output: Any) -> Any:
     names = _weight_names(trainable)
     params = {name: v.value for name, v in zip(names, trainable, strict=True)}
     fixed = [v.value for v in model.non_trainable_variables]
-    return _jax_reading.Model(caller, fn, params, fixed, ("keras", fn, kind), output)
+    return Model(caller, fn, params, fixed, ("keras", fn, kind), output)
 
 
 # The input structures and outputs whose output shape was checked, per model.

@@ -40,7 +40,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..backends import to_numpy
-from . import _ntk
 from ._common import (
     LayerOutputs,
     check_batch_size,
@@ -50,6 +49,7 @@ from ._common import (
     pool_activations,
 )
 from ._inputs import Inputs, check_same_inputs
+from ._ntk import block_slices
 from ._torch_ntk import TorchNtk, import_torch, removing
 
 __all__ = ["activations", "dense_layers", "empirical_ntk"]
@@ -247,7 +247,7 @@ def activations(
     batch_size = check_batch_size(caller, batch_size)
     inputs = _as_input(caller, "X", model, X)
     n = inputs.n
-    slices = _ntk.block_slices(n, batch_size or n)
+    slices = block_slices(n, batch_size or n)
 
     outputs = LayerOutputs(caller, names, explicit=explicit)
 
