@@ -33,6 +33,7 @@ from numbers import Real
 from typing import Any
 
 import numpy as np
+from array_api_compat import is_dask_namespace
 
 from ..backends import (
     eigvalsh,
@@ -80,6 +81,12 @@ def singular_values(X: Any, *, center: bool) -> Any:
         X = X - xp.mean(X, axis=0)
     n, d = X.shape
     G = matmul(X.T, X) if n >= d else matmul(X, X.T)
+    if is_dask_namespace(xp) and n >= d:
+        # X^T X is a sum over the chunks of samples, computed where they
+        # live (a dask.distributed cluster's workers); only the d x d result
+        # comes back for the eigenproblem.
+        w = np.flip(eigvalsh(np.asarray(to_numpy(G)), overwrite=True))
+        return xp.asarray(np.sqrt(np.where(w > 0, w, 0.0)))
     w = xp.flip(eigvalsh(G, overwrite=True))
     return xp.sqrt(xp.where(w > 0, w, xp.zeros_like(w)))
 
