@@ -6,9 +6,10 @@ from typing import Any, Literal
 
 import array_api_compat as compat
 import numpy as np
+from array_api_compat import array_namespace
 
 from ._dtype import as_float, supports_float64
-from ._namespace import namespace_and_device, refuse_dask
+from ._namespace import compiled, namespace_and_device, refuse_dask
 
 __all__ = ["eigh_top", "eigvals_abs", "eigvalsh", "matmul"]
 
@@ -93,6 +94,9 @@ def eigvalsh(
             w = scipy.linalg.eigvalsh(a, check_finite=False, overwrite_a=overwrite)
         except np.linalg.LinAlgError as exc:
             raise _no_convergence("eigvalsh", exc) from None
+    elif compat.is_jax_namespace(xp):
+        solve = compiled(symmetric_eigenvalues, xp, static_argnames=("host",))
+        w = solve(a, host=host_lapack(xp, device))
     else:
         try:
             w = xp.linalg.eigvalsh(a)
@@ -101,14 +105,64 @@ def eigvalsh(
     return xp.astype(w, out_dtype, copy=False)
 
 
+def host_lapack(xp: Any, device: Any) -> bool:
+    """Whether symmetric eigenproblems of `xp` on `device` go to NumPy's LAPACK.
+
+    True for JAX on the CPU: its ``eigh`` always computes the eigenvectors
+    (about three times the work of eigenvalues alone, six times for stacks
+    of small blocks), and on the CPU NumPy's LAPACK reads the same memory, so
+    the solve is called through ``jax.pure_callback`` (inside compiled
+    functions too) and gives NumPy's numbers.
+    """
+    return compat.is_jax_namespace(xp) and getattr(device, "platform", "") == "cpu"
+
+
+def _lapack_eigvalsh(a: Any) -> np.ndarray:
+    """Ascending eigenvalues by NumPy/SciPy's LAPACK; NaN where it fails."""
+    a = np.asarray(a)
+    try:
+        if a.ndim == 2:
+            import scipy.linalg
+
+            return scipy.linalg.eigvalsh(a, check_finite=False)
+        return np.linalg.eigvalsh(a)
+    except np.linalg.LinAlgError:
+        return np.full(a.shape[:-1], np.nan, dtype=a.dtype)
+
+
+def symmetric_eigenvalues(a: Any, *, host: bool = False) -> Any:
+    """Ascending eigenvalues of the symmetric matrices `a` (..., n, n); traceable.
+
+    No checks and no dtype policy (:func:`eigvalsh` has them): the kernel that
+    compiled code calls. `host` routes the solve to NumPy's LAPACK
+    (:func:`host_lapack`); a solve that fails there gives NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.backends._linalg import symmetric_eigenvalues
+    >>> symmetric_eigenvalues(np.array([[2.0, 1.0], [1.0, 2.0]]))
+    array([1., 3.])
+    """
+    if host:
+        import jax
+
+        shape = jax.ShapeDtypeStruct(a.shape[:-1], a.dtype)
+        return jax.pure_callback(
+            _lapack_eigvalsh, shape, a, vmap_method="broadcast_all"
+        )
+    return array_namespace(a).linalg.eigvalsh(a)
+
+
 def eigh_top(a: Any, k: int, /) -> tuple[Any, Any]:
     """The `k` largest eigenvalues of a real symmetric matrix, with eigenvectors.
 
-    NumPy matrices larger than a few hundred rows go to ARPACK (Lanczos, cost
-    O(n^2 k) per restart instead of O(n^3)); other libraries use their own full
-    ``eigh`` and keep the top `k`. Each eigenvector's sign is fixed so that its
-    largest-magnitude entry is positive, so every library returns the same
-    vectors.
+    NumPy matrices, and JAX ones on the CPU (:func:`host_lapack`), larger
+    than a few hundred rows go to ARPACK (Lanczos, cost O(n^2 k) per restart
+    instead of O(n^3)), smaller ones to LAPACK's solver for the top `k`
+    alone; other libraries use their own full ``eigh`` and keep the top `k`.
+    Each eigenvector's sign is fixed so that its largest-magnitude entry is
+    positive, so every library returns the same vectors.
 
     Parameters
     ----------
@@ -131,21 +185,60 @@ def eigh_top(a: Any, k: int, /) -> tuple[Any, Any]:
     >>> values, vectors[:, 0].round(4)
     (array([3.]), array([0.7071, 0.7071]))
     """
-    xp, _ = namespace_and_device(a, names=("a",))
+    xp, device = namespace_and_device(a, names=("a",))
     refuse_dask(xp, "eigh_top")
     _check_finite_matrix(a, xp, "eigh_top")
     n = a.shape[0]
     if not 1 <= k <= n:
         raise ValueError(f"k must be between 1 and {n}, got {k}")
-    if compat.is_numpy_namespace(xp) and n > 512 and k < n // 4:
+    solve = compiled(_eigh_top_kernel, xp, static_argnames=("k", "host"))
+    host = compat.is_numpy_namespace(xp) or host_lapack(xp, device)
+    return solve(a, k=k, host=host)
+
+
+def _lapack_eigh_top(a: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` largest eigenpairs of the NumPy matrix `a`, in no fixed order.
+
+    Matrices larger than a few hundred rows go to ARPACK (Lanczos, cost
+    O(n^2 k) per restart instead of O(n^3)); smaller ones to LAPACK's
+    solver for a subset of the spectrum.
+    """
+    a = np.asarray(a)
+    n = a.shape[0]
+    if n > 512 and k < n // 4:
         from scipy.sparse.linalg import eigsh
 
         # A fixed start vector: ARPACK's default draws one at random.
         start = np.ones(n, dtype=a.dtype)
         values, vectors = eigsh(a, k=k, which="LA", v0=start)
     else:
-        values, vectors = xp.linalg.eigh(a)
+        import scipy.linalg
+
+        values, vectors = scipy.linalg.eigh(
+            a, subset_by_index=[n - k, n - 1], check_finite=False
+        )
+    return values.astype(a.dtype, copy=False), vectors.astype(a.dtype, copy=False)
+
+
+def _eigh_top_kernel(a: Any, *, k: int, host: bool) -> tuple[Any, Any]:
+    """:func:`eigh_top` after its checks; traceable where `host` is False or JAX."""
+    n = a.shape[0]
+    if host and compat.is_numpy_array(a):
+        values, vectors = _lapack_eigh_top(a, k)
+    elif host:
+        import jax
+
+        shapes = (
+            jax.ShapeDtypeStruct((k,), a.dtype),
+            jax.ShapeDtypeStruct((n, k), a.dtype),
+        )
+        values, vectors = jax.pure_callback(
+            lambda m: _lapack_eigh_top(m, k), shapes, a, vmap_method="sequential"
+        )
+    else:
+        values, vectors = array_namespace(a).linalg.eigh(a)
         values, vectors = values[n - k :], vectors[:, n - k :]
+    xp = array_namespace(values, vectors)
     order = xp.flip(xp.argsort(values))
     values = xp.take(values, order)
     vectors = xp.take(vectors, order, axis=1)

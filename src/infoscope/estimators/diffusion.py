@@ -23,9 +23,11 @@ from numbers import Integral, Real
 from typing import Any, ClassVar
 
 import numpy as np
+from array_api_compat import array_namespace
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
 from ..backends import (
+    MemoryLimitError,
     asarray,
     available_memory,
     check_random_state,
@@ -40,6 +42,7 @@ from ..backends import (
     subsample_rows,
     take_rows,
 )
+from ..backends._blocks import block_reductions
 from ..backends._trace import spectral_sums, top_eigenpairs
 from ..kernels import (
     NystromMap,
@@ -134,15 +137,64 @@ class DiffusionOptions:
         return self
 
 
-def _entropy(magnitudes: Any, *, t: float, base: float, xp: Any) -> float:
-    """``-sum p log_base p`` with ``p = m^t / sum m^t``, ``0 log 0 = 0``."""
+def _spectral_nats(magnitudes: Any, t: Any, xp: Any) -> Any:
+    """``-sum p log p`` (nats) along the last axis, ``p = m^t / sum m^t``; traceable.
+
+    ``0 log 0 = 0``: zero eigenvalues (and a padded block's zeros) add nothing.
+    """
     m = xp.abs(magnitudes) ** t
-    p = m / xp.sum(m)
+    p = m / xp.sum(m, axis=-1, keepdims=True)
     positive = p > 0
     logs = xp.log(xp.where(positive, p, xp.ones_like(p)))
-    return float(-xp.sum(xp.where(positive, p * logs, xp.zeros_like(p)))) / math.log(
-        base
-    )
+    return -xp.sum(xp.where(positive, p * logs, xp.zeros_like(p)), axis=-1)
+
+
+def _entropy(magnitudes: Any, *, t: float, base: float, xp: Any) -> float:
+    """``-sum p log_base p`` with ``p = m^t / sum m^t``, ``0 log 0 = 0``."""
+    return float(_spectral_nats(magnitudes, t, xp)) / math.log(base)
+
+
+def _block_nats(w: Any, sizes: Any, dtype: Any, t: Any) -> tuple[Any]:
+    """DSE (nats) of each block's spectrum, in the kernel's dtype as `_dse_exact`."""
+    xp = array_namespace(w)
+    return (_spectral_nats(xp.astype(w, dtype), t, xp),)
+
+
+def _subset_entropies(Z, options, sigma, caller):
+    """DSE of row subsets of `Z` as principal blocks of one kernel, or None.
+
+    Every subset's Gaussian kernel is a principal block of Z's, so the
+    kernel is computed once and the subsets' operators ``D^-1/2 G_S D^-1/2``
+    are decomposed as stacks (:func:`infoscope.backends._blocks.
+    block_reductions`: for JAX, padded to a few compiled shapes). None when
+    the exact method does not apply to all of Z, or its kernel would not fit:
+    then each subset is computed on its own.
+    """
+    xp, device = namespace_and_device(Z)
+    n = Z.shape[0]
+    if _resolve_method(options.method, n) != "exact":
+        return None
+    try:
+        _check_exact_fits(n, xp, device, caller)
+    except MemoryLimitError:
+        return None
+    G = gaussian_kernel(Z, sigma=sigma)
+
+    def entropies(blocks: list[np.ndarray]) -> np.ndarray:
+        (nats,) = block_reductions(
+            G, blocks, _block_nats, normalize=True, params=(float(options.t),)
+        )
+        values = nats / math.log(options.base)
+        for value in values[~np.isfinite(values)][:1]:
+            check_finite_result(
+                float(value),
+                caller=caller,
+                what="the entropy",
+                fix="rescale X (divide it by a constant) or pass a larger sigma",
+            )
+        return values
+
+    return entropies
 
 
 def _xlogx(w: np.ndarray) -> np.ndarray:
@@ -571,6 +623,7 @@ def _dsmi(Z, y, options, mi_options, *, caller, rng):
         rng=rng,
     )
     sigma = _resolve_sigma(options.sigma, Z, rng, caller)
+    entropies = _subset_entropies(Z, options, sigma, caller)
 
     def entropy(subset):
         return _dse(subset, options, rng=rng, caller=caller, sigma=sigma).entropy
@@ -579,6 +632,7 @@ def _dsmi(Z, y, options, mi_options, *, caller, rng):
         Z,
         codes,
         entropy,
+        entropies=entropies,
         n_classes=classes.shape[0],
         n_repetitions=mi_options.n_repetitions,
         rng=rng,
