@@ -171,7 +171,8 @@ def block_reductions(
     >>> def largest(w, sizes, dtype):
     ...     return (w.max(axis=-1),)
     >>> M = np.array([[2.0, 1.0, 0.0], [1.0, 2.0, 0.0], [0.0, 0.0, 5.0]])
-    >>> block_reductions(M, [np.array([0, 1]), np.array([2]), np.array([0, 2])], largest)
+    >>> blocks = [np.array([0, 1]), np.array([2]), np.array([0, 2])]
+    >>> block_reductions(M, blocks, largest)
     (array([3., 5., 5.]),)
     """
     xp, device = namespace_and_device(M)
