@@ -27,7 +27,7 @@ import array_api_compat as compat
 import numpy as np
 from array_api_compat import array_namespace
 
-from ._convert import to_numpy
+from ._convert import asarray, to_numpy
 from ._dtype import float_dtype
 from ._linalg import host_lapack, symmetric_eigenvalues
 from ._namespace import compiled, namespace_and_device, refuse_dask
@@ -74,7 +74,7 @@ def _pad_square(M: Any, size: int, xp: Any, device: Any) -> Any:
     if host_lapack(xp, device):
         padded = np.zeros((size, size), dtype=np.asarray(M).dtype)
         padded[:n, :n] = np.asarray(M)
-        return xp.asarray(padded, device=device)
+        return asarray(padded, xp=xp, device=device)
     return compiled(_pad_kernel, xp, static_argnames=("size",))(M, size=size)
 
 
@@ -210,8 +210,8 @@ def block_reductions(
                 counts[i] = sizes[b]
             outputs = kernel(
                 M,
-                xp.asarray(rows, device=device),
-                xp.asarray(counts, device=device),
+                asarray(rows, xp=xp, device=device),
+                asarray(counts, xp=xp, device=device),
                 tuple(params),
                 reduce=reduce,
                 normalize=normalize,

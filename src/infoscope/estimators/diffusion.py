@@ -916,7 +916,9 @@ n_lanczos_steps, n_deflate, n_landmarks
         xp, device = namespace_and_device(X)
         rng = check_random_state(self.random_state)
         X, rows = subsample_rows(X, self.max_samples, rng)
-        self.sample_indices_ = None if rows is None else xp.asarray(rows, device=device)
+        self.sample_indices_ = (
+            None if rows is None else asarray(rows, xp=xp, device=device)
+        )
         self._check_components(X.shape[0])
         spectrum = _dse(
             X,
@@ -1049,7 +1051,7 @@ n_clusters, n_probes, n_lanczos_steps, n_deflate, n_landmarks
         self.mutual_information_ = result.mutual_information
         self.classes_ = classes  # stays on the host: labels may be strings
         wide = float_dtype(xp, device)
-        self.labels_ = xp.asarray(codes, device=device)
+        self.labels_ = asarray(codes, xp=xp, device=device)
         self.class_weights_ = asarray(result.weights, xp=xp, device=device, dtype=wide)
         self.conditional_entropies_ = asarray(
             result.conditional_entropies, xp=xp, device=device, dtype=wide

@@ -338,7 +338,7 @@ def block_entropies_nats(
 def submatrix(K: Any, rows: np.ndarray) -> Any:
     """The principal block ``K[rows][:, rows]`` (rows: NumPy integers)."""
     xp, device = namespace_and_device(K)
-    index = xp.asarray(rows, device=device)
+    index = asarray(rows, xp=xp, device=device)
     return xp.take(xp.take(K, index, axis=0), index, axis=1)
 
 
@@ -755,7 +755,7 @@ def _mutual_information(
         asarray(entropies, xp=xp, device=device, dtype=wide),
         combinations,
         classes,
-        xp.asarray(clipped, device=device),
+        asarray(clipped, xp=xp, device=device),
     )
 
 
