@@ -144,6 +144,8 @@ def symmetric_eigenvalues(a: Any, *, host: bool = False) -> Any:
     >>> symmetric_eigenvalues(np.array([[2.0, 1.0], [1.0, 2.0]]))
     array([1., 3.])
     """
+    if compat.is_numpy_array(a):
+        return _lapack_eigvalsh(a)
     if host:
         import jax
 
