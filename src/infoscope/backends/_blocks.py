@@ -36,6 +36,8 @@ __all__ = ["block_reductions", "bucket"]
 
 # Stacks of blocks are decomposed in chunks of at most this many bytes.
 STACK_BYTES = 64 * 2**20
+# JAX decomposes stacks of at most this many blocks (a power of two).
+_STACK_BLOCKS = 16
 
 
 def bucket(n: int) -> int:
@@ -69,12 +71,14 @@ def _pad_square(M: Any, size: int, xp: Any, device: Any) -> Any:
     small compiled function per shape of `M`.
     """
     n = M.shape[0]
-    if n == size:
-        return M
     if host_lapack(xp, device):
+        # Always a new array placed on `device`: an array JAX made without a
+        # device (uncommitted) would be another signature of the kernel.
         padded = np.zeros((size, size), dtype=np.asarray(M).dtype)
         padded[:n, :n] = np.asarray(M)
         return asarray(padded, xp=xp, device=device)
+    if n == size:
+        return M
     return compiled(_pad_kernel, xp, static_argnames=("size",))(M, size=size)
 
 
@@ -199,10 +203,13 @@ def block_reductions(
         members = np.flatnonzero(width == k)
         limit = max(1, STACK_BYTES // (int(k) * int(k) * 16))
         if jax:
-            limit = 1 << (limit.bit_length() - 1)  # a power of two
+            # Stacks of 1, 2, 4, 8 or 16 blocks (fewer where 16 would pass
+            # STACK_BYTES): at most five compiled shapes per bucket, whatever
+            # the number of blocks.
+            limit = min(1 << (limit.bit_length() - 1), _STACK_BLOCKS)
         for start in range(0, members.size, limit):
             chunk = members[start : start + limit]
-            c = _stack_length(chunk.size, limit) if jax else chunk.size
+            c = _stack_length(members.size, limit) if jax else chunk.size
             rows = np.zeros((c, int(k)), dtype=np.int32 if jax else np.int64)
             counts = np.zeros(c, dtype=rows.dtype)
             for i, b in enumerate(chunk):
