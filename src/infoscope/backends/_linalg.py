@@ -14,7 +14,7 @@ from ._namespace import compiled, namespace_and_device, refuse_dask
 __all__ = ["eigh_top", "eigvals_abs", "eigvalsh", "matmul"]
 
 
-def _check_finite_matrix(a: Any, xp: Any, operation: str) -> None:
+def check_finite_matrix(a: Any, xp: Any, operation: str) -> None:
     """Raise a ValueError naming `operation` if `a` holds NaN or infinity.
 
     LAPACK returns NaN, or fails with an internal error, on such input.
@@ -76,7 +76,7 @@ def eigvalsh(
         )
     refuse_dask(xp, "eigvalsh")
     a = as_float(a, xp=xp)
-    _check_finite_matrix(a, xp, "eigvalsh")
+    check_finite_matrix(a, xp, "eigvalsh")
     out_dtype = a.dtype
     if (
         precision == "float64"
@@ -117,25 +117,28 @@ def host_lapack(xp: Any, device: Any) -> bool:
     return compat.is_jax_namespace(xp) and getattr(device, "platform", "") == "cpu"
 
 
-def _lapack_eigvalsh(a: Any) -> np.ndarray:
+def _lapack_eigvalsh(a: Any, overwrite: bool = False) -> np.ndarray:
     """Ascending eigenvalues by NumPy/SciPy's LAPACK; NaN where it fails."""
     a = np.asarray(a)
     try:
         if a.ndim == 2:
             import scipy.linalg
 
-            return scipy.linalg.eigvalsh(a, check_finite=False)
+            return scipy.linalg.eigvalsh(a, check_finite=False, overwrite_a=overwrite)
         return np.linalg.eigvalsh(a)
     except np.linalg.LinAlgError:
         return np.full(a.shape[:-1], np.nan, dtype=a.dtype)
 
 
-def symmetric_eigenvalues(a: Any, *, host: bool = False) -> Any:
+def symmetric_eigenvalues(
+    a: Any, *, host: bool = False, overwrite: bool = False
+) -> Any:
     """Ascending eigenvalues of the symmetric matrices `a` (..., n, n); traceable.
 
     No checks and no dtype policy (:func:`eigvalsh` has them): the kernel that
     compiled code calls. `host` routes the solve to NumPy's LAPACK
-    (:func:`host_lapack`); a solve that fails there gives NaN.
+    (:func:`host_lapack`); a solve that fails there gives NaN. `overwrite`
+    lets SciPy use a NumPy `a` as its workspace.
 
     Examples
     --------
@@ -145,7 +148,7 @@ def symmetric_eigenvalues(a: Any, *, host: bool = False) -> Any:
     array([1., 3.])
     """
     if compat.is_numpy_array(a):
-        return _lapack_eigvalsh(a)
+        return _lapack_eigvalsh(a, overwrite)
     if host:
         import jax
 
@@ -189,7 +192,7 @@ def eigh_top(a: Any, k: int, /) -> tuple[Any, Any]:
     """
     xp, device = namespace_and_device(a, names=("a",))
     refuse_dask(xp, "eigh_top")
-    _check_finite_matrix(a, xp, "eigh_top")
+    check_finite_matrix(a, xp, "eigh_top")
     n = a.shape[0]
     if not 1 <= k <= n:
         raise ValueError(f"k must be between 1 and {n}, got {k}")
@@ -281,7 +284,7 @@ def eigvals_abs(
         raise ValueError(f"precision must be 'float64' or 'input', got {precision!r}")
     xp, device = namespace_and_device(a, names=("a",))
     a = as_float(a, xp=xp)
-    _check_finite_matrix(a, xp, "eigvals_abs")
+    check_finite_matrix(a, xp, "eigvals_abs")
     out_dtype = a.dtype
     if precision == "float64" and supports_float64(xp, device):
         a = xp.astype(a, xp.float64, copy=False)

@@ -47,7 +47,7 @@ from array_api_compat import array_namespace
 
 from ..backends import (
     asarray,
-    eigvalsh,
+    compiled,
     float_dtype,
     is_array,
     itemsize,
@@ -55,6 +55,11 @@ from ..backends import (
     to_numpy,
 )
 from ..backends._blocks import block_reductions
+from ..backends._linalg import (
+    check_finite_matrix,
+    host_lapack,
+    symmetric_eigenvalues,
+)
 from ._base import (
     BASE,
     InfoscopeEstimator,
@@ -294,12 +299,20 @@ def kernel_spectrum(
     if normalize:
         K = cosine_normalized(K, xp, caller=caller, name=name)
         owned = True
-    work = xp.astype(K, float_dtype(xp, device), copy=False)
-    owned = owned or work is not K
-    w = xp.flip(eigvalsh(work, overwrite=owned))
+        # A validated K is finite; its normalisation may overflow.
+        check_finite_matrix(K, xp, "eigvalsh")
+    wide = float_dtype(xp, device)
+    kernel = compiled(
+        _spectrum_kernel, xp, static_argnames=("wide", "overwrite", "host")
+    )
+    w, negative, nats = kernel(
+        K,
+        wide=wide,
+        overwrite=owned or K.dtype != wide,
+        host=host_lapack(xp, device),
+    )
     m = w.shape[0]
-    n_clipped = int(xp.sum(xp.astype(w < 0, xp.int32)))
-    nats = float(_entropy_nats(w, xp))
+    n_clipped, nats = int(negative), float(nats)
     if math.isnan(nats):
         raise ValueError(
             f"{caller}: {what} has no positive eigenvalue above rounding ({m} "
@@ -312,6 +325,15 @@ def kernel_spectrum(
     entropy = nats / math.log(base)
     effective = nats / math.log(m) if m > 1 else math.nan
     return KernelSpectrum(entropy, effective, xp.astype(w, K.dtype), n_clipped)
+
+
+def _spectrum_kernel(K: Any, *, wide: Any, overwrite: bool, host: bool) -> tuple:
+    """Descending eigenvalues of the finite `K` in `wide`, the count of negative
+    ones and the entropy in nats; compiled whole for JAX."""
+    xp = array_namespace(K)
+    work = xp.astype(K, wide, copy=False)
+    w = xp.flip(symmetric_eigenvalues(work, host=host, overwrite=overwrite))
+    return w, xp.sum(xp.astype(w < 0, xp.int32)), _entropy_nats(w, xp)
 
 
 def _nats_and_clipped(w: Any, sizes: Any, dtype: Any) -> tuple[Any, Any]:
