@@ -108,12 +108,14 @@ def eigvalsh(
 def host_lapack(xp: Any, device: Any) -> bool:
     """Whether symmetric eigenproblems of `xp` on `device` go to NumPy's LAPACK.
 
-    True for JAX on the CPU: its ``eigh`` always computes the eigenvectors
-    (about three times the work of eigenvalues alone, six times for stacks
-    of small blocks), and on the CPU NumPy's LAPACK reads the same memory, so
-    the solve is called through ``jax.pure_callback`` (inside compiled
-    functions too) and gives NumPy's numbers.
+    True for NumPy, and for JAX on the CPU: JAX's ``eigh`` always computes
+    the eigenvectors (about three times the work of eigenvalues alone, six
+    times for stacks of small blocks), and on the CPU NumPy's LAPACK reads
+    the same memory, so the solve is called through ``jax.pure_callback``
+    (inside compiled functions too) and gives NumPy's numbers.
     """
+    if compat.is_numpy_namespace(xp):
+        return True
     return compat.is_jax_namespace(xp) and getattr(device, "platform", "") == "cpu"
 
 
@@ -196,9 +198,8 @@ def eigh_top(a: Any, k: int, /) -> tuple[Any, Any]:
     n = a.shape[0]
     if not 1 <= k <= n:
         raise ValueError(f"k must be between 1 and {n}, got {k}")
-    solve = compiled(_eigh_top_kernel, xp, static_argnames=("k", "host"))
-    host = compat.is_numpy_namespace(xp) or host_lapack(xp, device)
-    return solve(a, k=k, host=host)
+    solve = compiled(eigh_top_kernel, xp, static_argnames=("k", "host"))
+    return solve(a, k=k, host=host_lapack(xp, device))
 
 
 def _lapack_eigh_top(a: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -225,7 +226,7 @@ def _lapack_eigh_top(a: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
     return values.astype(a.dtype, copy=False), vectors.astype(a.dtype, copy=False)
 
 
-def _eigh_top_kernel(a: Any, *, k: int, host: bool) -> tuple[Any, Any]:
+def eigh_top_kernel(a: Any, *, k: int, host: bool) -> tuple[Any, Any]:
     """:func:`eigh_top` after its checks; traceable where `host` is False or JAX."""
     n = a.shape[0]
     if host and compat.is_numpy_array(a):

@@ -31,6 +31,7 @@ from ..backends import (
     asarray,
     available_memory,
     check_random_state,
+    compiled,
     draw_rows,
     eigh_top,
     eigvals_abs,
@@ -43,6 +44,12 @@ from ..backends import (
     take_rows,
 )
 from ..backends._blocks import block_reductions
+from ..backends._linalg import (
+    check_finite_matrix,
+    eigh_top_kernel,
+    host_lapack,
+    symmetric_eigenvalues,
+)
 from ..backends._trace import spectral_sums, top_eigenpairs
 from ..kernels import (
     NystromMap,
@@ -259,13 +266,30 @@ def _exact_operator(X: Any, sigma: float) -> tuple[Any, Any]:
 def _dse_exact(X, xp, device, *, sigma, t, base, n_components, caller) -> _Spectrum:
     _check_exact_fits(X.shape[0], xp, device, caller)
     K, degrees = _exact_operator(X, sigma)
-    top_values = top_vectors = None
-    if n_components:
-        top_values, top_vectors = eigh_top(K, min(n_components + 1, X.shape[0]))
-    w = xp.flip(eigvalsh(K, overwrite=True))
-    return _Spectrum(
-        _entropy(w, t=t, base=base, xp=xp), sigma, w, top_values, top_vectors, degrees
+    k = min(n_components + 1, X.shape[0]) if n_components else 0
+    check_finite_matrix(K, xp, "eigh_top" if k else "eigvalsh")
+    kernel = compiled(_exact_spectrum, xp, static_argnames=("k", "wide", "host"))
+    w, nats, top = kernel(
+        K,
+        t,
+        k=k,
+        wide=float_dtype(xp, device),
+        host=host_lapack(xp, device),
     )
+    top_values, top_vectors = top if k else (None, None)
+    entropy = float(nats) / math.log(base)
+    return _Spectrum(entropy, sigma, w, top_values, top_vectors, degrees)
+
+
+def _exact_spectrum(K, t, *, k, wide, host):
+    """The spectrum of the finite operator K: all eigenvalues (descending, in
+    K's dtype, decomposed in `wide`), the entropy in nats and the `k` leading
+    eigenpairs; compiled whole for JAX. K is overwritten where NumPy allows."""
+    xp = array_namespace(K)
+    top = eigh_top_kernel(K, k=k, host=host) if k else None
+    w = symmetric_eigenvalues(xp.astype(K, wide, copy=False), host=host, overwrite=True)
+    w = xp.flip(xp.astype(w, K.dtype, copy=False))
+    return w, _spectral_nats(w, t, xp), top
 
 
 def _nystrom_operator(X, xp, sigma, n_landmarks, rng):
