@@ -63,17 +63,19 @@ def _measure(name: str) -> Callable[[dict], Any]:
         ),
         "hsic": lambda d: isc.hsic(d["H"], d["G"]),
         "cka": lambda d: isc.cka(d["H"], d["G"]),
-        "hsic_plane": lambda d: isc.HSICPlane()
-        .fit(d["X"], d["y"])
-        .transform([d["H"], d["G"]]),
+        "hsic_plane": lambda d: (
+            isc.HSICPlane().fit(d["X"], d["y"]).transform([d["H"], d["G"]])
+        ),
         "hsic_test": lambda d: isc.hsic_test(
             d["H"], d["G"], n_permutations=20, random_state=0
         ),
         "node_snr": lambda d: isc.NodeSNR().fit(d["X"], weights=d["W"]).optimality_,
         "ntk_entropy": lambda d: isc.ntk_entropy(d["K"]),
-        "ntk_mutual_information": lambda d: isc.ntk_mutual_information(
-            d["K"], d["y"], max_combination_size=2
-        ).mutual_information,
+        "ntk_mutual_information": lambda d: (
+            isc.ntk_mutual_information(
+                d["K"], d["y"], max_combination_size=2
+            ).mutual_information
+        ),
         "geometry": lambda d: isc.RepresentationGeometry().fit(d["H"]).alpha_req_,
         "similarity_matrix": lambda d: isc.similarity_matrix(
             [d["H"], d["G"]], [d["X"]]
