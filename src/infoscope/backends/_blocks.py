@@ -41,21 +41,21 @@ _STACK_BLOCKS = 16
 
 
 def bucket(n: int) -> int:
-    """The padded size of `n` rows: a multiple of 32 up to 256, then 8 per octave.
+    """The padded size of `n` rows: 16, then multiples of 8, at most 8 per octave.
 
-    Padding up to the next bucket costs at most 12.5% more rows above 256
-    (42% more O(n^3) work, 20% on average), and a compiled function serves
-    every size of its bucket.
+    Above 64 rows padding up to the next bucket costs at most 12.5% more
+    rows (42% more O(n^3) work, about 20% on average), and a compiled
+    function serves every size of its bucket.
 
     Examples
     --------
     >>> from infoscope.backends._blocks import bucket
     >>> [bucket(n) for n in (1, 50, 257, 500, 513, 2000)]
-    [32, 64, 288, 512, 576, 2048]
+    [16, 56, 288, 512, 576, 2048]
     """
-    if n <= 256:
-        return max(32, -(-n // 32) * 32)
-    step = 2 ** (math.ceil(math.log2(n)) - 4)
+    if n <= 16:
+        return 16
+    step = max(8, 2 ** (math.ceil(math.log2(n)) - 4))
     return -(-n // step) * step
 
 
