@@ -14,7 +14,9 @@ within a bucket.
 Padding does not change any value: a padded block is ``diag(B, s I)`` with
 the shift ``s`` below every eigenvalue of B (by Gershgorin's bound), so its
 spectrum is B's plus ``s`` repeated, and the ``s`` eigenvalues (the lowest)
-are replaced by zeros, which the reductions ignore.
+are replaced by zeros, which the reductions ignore. On the CPU (NumPy's
+LAPACK through ``jax.pure_callback``) each block is decomposed at its own
+size instead: padding then costs no eigenvalue work at all.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from array_api_compat import array_namespace
 
 from ._convert import asarray, to_numpy
 from ._dtype import float_dtype
-from ._linalg import host_lapack, symmetric_eigenvalues
+from ._linalg import host_lapack, lapack_eigvalsh, symmetric_eigenvalues
 from ._namespace import compiled, namespace_and_device, refuse_dask
 
 __all__ = ["block_reductions", "bucket"]
@@ -123,15 +125,41 @@ def _block_kernel(
         B = B * scale[:, :, None]
         B = B * scale[:, None, :]
     B = xp.astype(B, wide)
-    if padded:
+    if padded and host:
+        # NumPy's LAPACK decomposes each block at its own size: no padded work.
+        import jax
+
+        shape = jax.ShapeDtypeStruct((c, k), B.dtype)
+        w = jax.pure_callback(_lapack_blocks, shape, B, sizes, vmap_method="sequential")
+    elif padded:
         bound = xp.max(xp.sum(xp.abs(B), axis=-1), axis=-1)  # >= |every eigenvalue|
         shift = xp.where(bound > 0, -2.0 * bound, -xp.ones_like(bound))
         pad = xp.astype(~real, wide) * shift[:, None]
         B = B + pad[:, :, None] * xp.eye(k, dtype=wide)[None, :, :]
-    w = symmetric_eigenvalues(B, host=host)
-    if padded:  # the shifted ones are the lowest: zero them
+        w = symmetric_eigenvalues(B, host=host)
+    else:
+        w = symmetric_eigenvalues(B, host=host)
+    if padded:  # the shifted ones (or the host's placeholders) are the lowest
         w = xp.where(xp.arange(k)[None, :] >= (k - sizes)[:, None], w, 0.0)
     return reduce(w, sizes, M.dtype, *params)
+
+
+def _lapack_blocks(B: Any, sizes: Any) -> np.ndarray:
+    """Eigenvalues of each padded block's leading ``sizes[b]`` rows, by LAPACK.
+
+    Returned in the padded layout: ascending in the last ``sizes[b]``
+    entries, zeros before them (which the kernel zeroes anyway).
+    """
+    B, sizes = np.asarray(B), np.asarray(sizes)
+    c, k = B.shape[:2]
+    w = np.zeros((c, k), dtype=B.dtype)
+    for s in np.unique(sizes):
+        s = int(s)
+        chosen = np.flatnonzero(sizes == s)
+        if s == 0:
+            continue
+        w[chosen, k - s :] = lapack_eigvalsh(B[chosen][:, :s, :s])
+    return w
 
 
 def block_reductions(

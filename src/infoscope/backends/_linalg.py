@@ -119,7 +119,7 @@ def host_lapack(xp: Any, device: Any) -> bool:
     return compat.is_jax_namespace(xp) and getattr(device, "platform", "") == "cpu"
 
 
-def _lapack_eigvalsh(a: Any, overwrite: bool = False) -> np.ndarray:
+def lapack_eigvalsh(a: Any, overwrite: bool = False) -> np.ndarray:
     """Ascending eigenvalues by NumPy/SciPy's LAPACK; NaN where it fails."""
     a = np.asarray(a)
     try:
@@ -150,14 +150,12 @@ def symmetric_eigenvalues(
     array([1., 3.])
     """
     if compat.is_numpy_array(a):
-        return _lapack_eigvalsh(a, overwrite)
+        return lapack_eigvalsh(a, overwrite)
     if host:
         import jax
 
         shape = jax.ShapeDtypeStruct(a.shape[:-1], a.dtype)
-        return jax.pure_callback(
-            _lapack_eigvalsh, shape, a, vmap_method="broadcast_all"
-        )
+        return jax.pure_callback(lapack_eigvalsh, shape, a, vmap_method="broadcast_all")
     return array_namespace(a).linalg.eigvalsh(a)
 
 
