@@ -31,7 +31,12 @@ from array_api_compat import array_namespace
 
 from ._convert import asarray, to_numpy
 from ._dtype import float_dtype
-from ._linalg import host_lapack, lapack_eigvalsh, symmetric_eigenvalues
+from ._linalg import (
+    host_lapack,
+    in_callback,
+    lapack_eigvalsh,
+    symmetric_eigenvalues,
+)
 from ._namespace import compiled, namespace_and_device, refuse_dask
 
 __all__ = ["block_reductions", "bucket"]
@@ -130,7 +135,9 @@ def _block_kernel(
         import jax
 
         shape = jax.ShapeDtypeStruct((c, k), B.dtype)
-        w = jax.pure_callback(_lapack_blocks, shape, B, sizes, vmap_method="sequential")
+        w = jax.pure_callback(
+            in_callback(_lapack_blocks), shape, B, sizes, vmap_method="sequential"
+        )
     elif padded:
         bound = xp.max(xp.sum(xp.abs(B), axis=-1), axis=-1)  # >= |every eigenvalue|
         shift = xp.where(bound > 0, -2.0 * bound, -xp.ones_like(bound))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import array_api_compat as compat
@@ -117,6 +118,33 @@ def host_lapack(xp: Any, device: Any) -> bool:
     if compat.is_numpy_namespace(xp):
         return True
     return compat.is_jax_namespace(xp) and getattr(device, "platform", "") == "cpu"
+
+
+@functools.cache
+def _blas_controller() -> Any:
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # scikit-learn's dependency: normally present
+        return None
+    return ThreadpoolController()
+
+
+def in_callback(fn: Any) -> Any:
+    """`fn` for ``jax.pure_callback``: NumPy's BLAS on one thread while it runs.
+
+    The callback runs on one of XLA's threads while XLA's others wait for
+    it; BLAS threads of its own then compete with them for the cores (on two
+    cores, three to ten times slower when the machine has other work).
+    """
+
+    def call(*args: Any) -> Any:
+        controller = _blas_controller()
+        if controller is None:
+            return fn(*args)
+        with controller.limit(limits=1, user_api="blas"):
+            return fn(*args)
+
+    return call
 
 
 def lapack_eigvalsh(a: Any, overwrite: bool = False) -> np.ndarray:
@@ -237,7 +265,10 @@ def eigh_top_kernel(a: Any, *, k: int, host: bool) -> tuple[Any, Any]:
             jax.ShapeDtypeStruct((n, k), a.dtype),
         )
         values, vectors = jax.pure_callback(
-            lambda m: _lapack_eigh_top(m, k), shapes, a, vmap_method="sequential"
+            in_callback(lambda m: _lapack_eigh_top(m, k)),
+            shapes,
+            a,
+            vmap_method="sequential",
         )
     else:
         values, vectors = array_namespace(a).linalg.eigh(a)
