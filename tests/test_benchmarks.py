@@ -334,3 +334,44 @@ def test_figures_output_is_valid_restructuredtext(figures_text):
     )
     assert warnings.getvalue() == ""
     assert len(list(tree.findall(lambda node: node.tagname == "table"))) == 2
+
+
+def test_jax_versus_numpy_covers_every_measure_and_returns_ratios():
+    pytest.importorskip("jax")
+    from benchmarks.bench_jax import MEASURES, JaxCpuVersusNumpy
+
+    assert JaxCpuVersusNumpy.params[0] == list(MEASURES)
+    for measure in ("dse", "dsmi", "ntk_mutual_information", "node_snr"):
+        bench = JaxCpuVersusNumpy()
+        bench.setup(measure, 120, "float32")
+        try:
+            for name in ("track_ratio_to_numpy", "track_first_call_ratio_to_numpy"):
+                ratio = getattr(bench, name)(measure, 120, "float32")
+                assert isinstance(ratio, float) and math.isfinite(ratio), name
+                assert ratio > 0, (measure, name, ratio)
+        finally:
+            bench.teardown(measure, 120, "float32")
+
+
+def test_jax_versus_numpy_computes_the_same_values():
+    import numpy as np
+
+    pytest.importorskip("jax")
+    from benchmarks.bench_jax import MEASURES, JaxCpuVersusNumpy, _measure
+
+    from infoscope.backends import to_numpy
+
+    bench = JaxCpuVersusNumpy()
+    bench.setup("dse", 120, "float64")
+    try:
+        for measure in MEASURES:
+            fn = _measure(measure)
+            np.testing.assert_allclose(
+                np.asarray(to_numpy(fn(bench.jax)), dtype=float),
+                np.asarray(to_numpy(fn(bench.host)), dtype=float),
+                rtol=1e-6,
+                atol=1e-9,
+                err_msg=measure,
+            )
+    finally:
+        bench.teardown("dse", 120, "float64")

@@ -172,7 +172,6 @@ def activations(
 
 def _intermediates(caller: str, model: Model, X: Inputs, apply_fn: Any):
     """The per-sample layer names of `model` and a runner that computes them."""
-    jax = import_jax()
     fn = model.capture
     progs = {
         b: trace(caller, model, X, abstract_inputs(X, b), "X", fn=fn or model.raw)
@@ -225,24 +224,45 @@ def _intermediates(caller: str, model: Model, X: Inputs, apply_fn: Any):
                 self.found[named[path]] = outvals[0]
             return None
 
-    compiled: dict = {}
-
     def run(arrays):
         prog = trace(caller, model, X, arrays, "X", fn=fn or model.raw)
-        key = str(prog.closed.jaxpr)
-        if key not in compiled:
+        key = (
+            "activations",
+            str(prog.closed.jaxpr),
+            tuple(named.items()),
+            tuple(sorted(follow)),
+            tuple(outputs.items()),
+        )
 
-            def program(leaves, fixed, consts, arrays, jaxpr=prog.closed.jaxpr):
-                found: dict = {}
-                args = [*leaves, *fixed, *arrays]
-                outs = evaluate(jaxpr, consts, args, Hooks(found))
-                found.update({name: outs[i] for i, name in outputs.items()})
-                return found
+        def program(leaves, fixed, consts, arrays, jaxpr=prog.closed.jaxpr):
+            found: dict = {}
+            args = [*leaves, *fixed, *arrays]
+            outs = evaluate(jaxpr, consts, args, Hooks(found))
+            found.update({name: outs[i] for i, name in outputs.items()})
+            return found
 
-            compiled[key] = jax.jit(program)
-        return compiled[key](prog.leaves, prog.fixed, list(prog.closed.consts), arrays)
+        compiled = _jitted(key, program)
+        return compiled(prog.leaves, prog.fixed, list(prog.closed.consts), arrays)
 
     return names, run
+
+
+# Jitted programs of activations and dense_layers by what they evaluate (the
+# traced program and its taps): the parameters are arguments, so a training
+# loop's records reuse one compiled function. The last few are kept.
+_PROGRAMS: dict = {}
+
+
+def _jitted(key: tuple, program: Any) -> Any:
+    """``jax.jit(program)``, or the one made before for the same `key`."""
+    jax = import_jax()
+    fn = _PROGRAMS.pop(key, None)
+    if fn is None:
+        fn = jax.jit(program)
+    _PROGRAMS[key] = fn  # most recent last
+    while len(_PROGRAMS) > 16:
+        _PROGRAMS.pop(next(iter(_PROGRAMS)))
+    return fn
 
 
 def _root_scope(apply_fn: Any) -> str | None:
@@ -359,7 +379,8 @@ def dense_layers(apply_fn: Any, params: Any, X: Any) -> list[tuple[str, Any, Any
         evaluate(prog.closed.jaxpr, consts, [*leaves, *fixed, *arrays], Hooks(seen))
         return seen
 
-    recorded = jax.jit(program)(
+    key = ("dense", str(prog.closed.jaxpr), tuple(taps), tuple(sorted(follow)))
+    recorded = _jitted(key, program)(
         prog.leaves, prog.fixed, list(prog.closed.consts), inputs.arrays
     )
     result = []

@@ -69,4 +69,11 @@ def asarray(x: Any, /, *, xp: ModuleType, device: Any = None, dtype: Any = None)
         x = np.asarray(x)
         if dtype is None and x.dtype == np.float64 and not supports_float64(xp, device):
             dtype = xp.float32
+    if isinstance(x, np.ndarray) and compat.is_jax_namespace(xp):
+        # jax.numpy.asarray compiles a conversion for every new shape;
+        # device_put copies without compiling anything.
+        import jax
+
+        x = x.astype(jax.dtypes.canonicalize_dtype(dtype or x.dtype), copy=False)
+        return jax.device_put(x, device)
     return xp.asarray(x, device=device, dtype=dtype)

@@ -6,6 +6,7 @@ import math
 import operator
 from typing import Any
 
+import array_api_compat as compat
 import array_api_extra as xpx
 from array_api_compat import array_namespace, device
 
@@ -176,6 +177,8 @@ def scaled_sq_distances(X: Any, Y: Any = None, /) -> tuple[Any, float]:
     """
     xp, _ = namespace_and_device(X, Y, names=("X", "Y"))
     _check_points(X, Y, "Y")
+    if compat.is_jax_namespace(xp) and X.shape[0] and (Y is None or Y.shape[0]):
+        return _jax_scaled_sq_distances(X, Y, xp)
     A, B, scale = _centred(X, Y, xp)
     sq_a = xp.sum(A * A, axis=1)
     if B is None:
@@ -190,6 +193,46 @@ def scaled_sq_distances(X: Any, Y: Any = None, /) -> tuple[Any, float]:
     sq_b = xp.sum(B * B, axis=1)
     floor = _rounding_floor(A, B, sq_a, sq_b, xp)
     return _sq_distances(A, B, sq_a, sq_b, floor, xp), scale
+
+
+def _jax_scaled_sq_distances(X: Any, Y: Any, xp: Any) -> tuple[Any, float]:
+    """:func:`scaled_sq_distances` for JAX: the same steps, compiled whole.
+
+    Eager JAX compiles each of the dozen operations for every new shape;
+    one compiled function per shape replaces them (the scale is read on the
+    host, as for the other libraries, and passed in).
+    """
+    X = as_float(X, xp=xp)
+    if Y is not None:
+        Y = as_float(Y, xp=xp)
+        dtype = xp.result_type(X, Y)
+        X, Y = xp.astype(X, dtype, copy=False), xp.astype(Y, dtype, copy=False)
+    scale = power_of_two_scale(X, Y, xp=xp)
+    exponent = -math.frexp(scale)[1] + 1
+    half = exponent // 2
+    factors = (math.ldexp(1.0, half), math.ldexp(1.0, exponent - half))
+    kernel = compiled(_sq_distances_kernel, xp)
+    return kernel(X, Y, factors), scale
+
+
+def _sq_distances_kernel(X: Any, Y: Any, factors: tuple) -> Any:
+    """The centred, scaled expansion of :func:`scaled_sq_distances`; traceable."""
+    xp = array_namespace(X)
+    # Two normal factors, as _times_power_of_two (XLA flushes subnormals).
+    A = X * factors[0] * factors[1]
+    shift = xp.mean(A, axis=0)
+    A = A - shift
+    sq_a = xp.sum(A * A, axis=1)
+    eps = float(xp.finfo(A.dtype).eps)
+    if Y is None:
+        floor = 8.0 * eps * xp.max(sq_a)
+        D = _sq_distances(A, A, sq_a, sq_a, floor, xp)
+        n = A.shape[0]
+        return xp.where(xp.eye(n, dtype=xp.bool), xp.zeros_like(D), D)
+    B = Y * factors[0] * factors[1] - shift
+    sq_b = xp.sum(B * B, axis=1)
+    floor = 8.0 * eps * xp.maximum(xp.max(sq_a), xp.max(sq_b))
+    return _sq_distances(A, B, sq_a, sq_b, floor, xp)
 
 
 def pairwise_sq_distances(X: Any, Y: Any = None, /) -> Any:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Literal
 
 import array_api_compat as compat
 import numpy as np
+from array_api_compat import array_namespace
 
 from ._dtype import as_float, supports_float64
-from ._namespace import namespace_and_device, refuse_dask
+from ._namespace import compiled, namespace_and_device, refuse_dask
 
 __all__ = ["eigh_top", "eigvals_abs", "eigvalsh", "matmul"]
 
 
-def _check_finite_matrix(a: Any, xp: Any, operation: str) -> None:
+def check_finite_matrix(a: Any, xp: Any, operation: str) -> None:
     """Raise a ValueError naming `operation` if `a` holds NaN or infinity.
 
     LAPACK returns NaN, or fails with an internal error, on such input.
@@ -75,7 +77,7 @@ def eigvalsh(
         )
     refuse_dask(xp, "eigvalsh")
     a = as_float(a, xp=xp)
-    _check_finite_matrix(a, xp, "eigvalsh")
+    check_finite_matrix(a, xp, "eigvalsh")
     out_dtype = a.dtype
     if (
         precision == "float64"
@@ -93,6 +95,9 @@ def eigvalsh(
             w = scipy.linalg.eigvalsh(a, check_finite=False, overwrite_a=overwrite)
         except np.linalg.LinAlgError as exc:
             raise _no_convergence("eigvalsh", exc) from None
+    elif compat.is_jax_namespace(xp):
+        solve = compiled(symmetric_eigenvalues, xp, static_argnames=("host",))
+        w = solve(a, host=host_lapack(xp, device))
     else:
         try:
             w = xp.linalg.eigvalsh(a)
@@ -101,14 +106,96 @@ def eigvalsh(
     return xp.astype(w, out_dtype, copy=False)
 
 
+def host_lapack(xp: Any, device: Any) -> bool:
+    """Whether symmetric eigenproblems of `xp` on `device` go to NumPy's LAPACK.
+
+    True for NumPy, and for JAX on the CPU: JAX's ``eigh`` always computes
+    the eigenvectors (about three times the work of eigenvalues alone, six
+    times for stacks of small blocks), and on the CPU NumPy's LAPACK reads
+    the same memory, so the solve is called through ``jax.pure_callback``
+    (inside compiled functions too) and gives NumPy's numbers.
+    """
+    if compat.is_numpy_namespace(xp):
+        return True
+    return compat.is_jax_namespace(xp) and getattr(device, "platform", "") == "cpu"
+
+
+@functools.cache
+def _blas_controller() -> Any:
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:  # scikit-learn's dependency: normally present
+        return None
+    return ThreadpoolController()
+
+
+def in_callback(fn: Any) -> Any:
+    """`fn` for ``jax.pure_callback``: NumPy's BLAS on one thread while it runs.
+
+    The callback runs on one of XLA's threads while XLA's others wait for
+    it; BLAS threads of its own then compete with them for the cores (on two
+    cores, three to ten times slower when the machine has other work).
+    """
+
+    def call(*args: Any) -> Any:
+        controller = _blas_controller()
+        if controller is None:
+            return fn(*args)
+        with controller.limit(limits=1, user_api="blas"):
+            return fn(*args)
+
+    return call
+
+
+def lapack_eigvalsh(a: Any, overwrite: bool = False) -> np.ndarray:
+    """Ascending eigenvalues by NumPy/SciPy's LAPACK; NaN where it fails."""
+    a = np.asarray(a)
+    try:
+        if a.ndim == 2:
+            import scipy.linalg
+
+            return scipy.linalg.eigvalsh(a, check_finite=False, overwrite_a=overwrite)
+        return np.linalg.eigvalsh(a)
+    except np.linalg.LinAlgError:
+        return np.full(a.shape[:-1], np.nan, dtype=a.dtype)
+
+
+def symmetric_eigenvalues(
+    a: Any, *, host: bool = False, overwrite: bool = False
+) -> Any:
+    """Ascending eigenvalues of the symmetric matrices `a` (..., n, n); traceable.
+
+    No checks and no dtype policy (:func:`eigvalsh` has them): the kernel that
+    compiled code calls. `host` routes the solve to NumPy's LAPACK
+    (:func:`host_lapack`); a solve that fails there gives NaN. `overwrite`
+    lets SciPy use a NumPy `a` as its workspace.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.backends._linalg import symmetric_eigenvalues
+    >>> symmetric_eigenvalues(np.array([[2.0, 1.0], [1.0, 2.0]]))
+    array([1., 3.])
+    """
+    if compat.is_numpy_array(a):
+        return lapack_eigvalsh(a, overwrite)
+    if host:
+        import jax
+
+        shape = jax.ShapeDtypeStruct(a.shape[:-1], a.dtype)
+        return jax.pure_callback(lapack_eigvalsh, shape, a, vmap_method="broadcast_all")
+    return array_namespace(a).linalg.eigvalsh(a)
+
+
 def eigh_top(a: Any, k: int, /) -> tuple[Any, Any]:
     """The `k` largest eigenvalues of a real symmetric matrix, with eigenvectors.
 
-    NumPy matrices larger than a few hundred rows go to ARPACK (Lanczos, cost
-    O(n^2 k) per restart instead of O(n^3)); other libraries use their own full
-    ``eigh`` and keep the top `k`. Each eigenvector's sign is fixed so that its
-    largest-magnitude entry is positive, so every library returns the same
-    vectors.
+    NumPy matrices, and JAX ones on the CPU (:func:`host_lapack`), larger
+    than a few hundred rows go to ARPACK (Lanczos, cost O(n^2 k) per restart
+    instead of O(n^3)), smaller ones to LAPACK's solver for the top `k`
+    alone; other libraries use their own full ``eigh`` and keep the top `k`.
+    Each eigenvector's sign is fixed so that its largest-magnitude entry is
+    positive, so every library returns the same vectors.
 
     Parameters
     ----------
@@ -131,21 +218,62 @@ def eigh_top(a: Any, k: int, /) -> tuple[Any, Any]:
     >>> values, vectors[:, 0].round(4)
     (array([3.]), array([0.7071, 0.7071]))
     """
-    xp, _ = namespace_and_device(a, names=("a",))
+    xp, device = namespace_and_device(a, names=("a",))
     refuse_dask(xp, "eigh_top")
-    _check_finite_matrix(a, xp, "eigh_top")
+    check_finite_matrix(a, xp, "eigh_top")
     n = a.shape[0]
     if not 1 <= k <= n:
         raise ValueError(f"k must be between 1 and {n}, got {k}")
-    if compat.is_numpy_namespace(xp) and n > 512 and k < n // 4:
+    solve = compiled(eigh_top_kernel, xp, static_argnames=("k", "host"))
+    return solve(a, k=k, host=host_lapack(xp, device))
+
+
+def _lapack_eigh_top(a: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` largest eigenpairs of the NumPy matrix `a`, in no fixed order.
+
+    Matrices larger than a few hundred rows go to ARPACK (Lanczos, cost
+    O(n^2 k) per restart instead of O(n^3)); smaller ones to LAPACK's
+    solver for a subset of the spectrum.
+    """
+    a = np.asarray(a)
+    n = a.shape[0]
+    if n > 512 and k < n // 4:
         from scipy.sparse.linalg import eigsh
 
         # A fixed start vector: ARPACK's default draws one at random.
         start = np.ones(n, dtype=a.dtype)
         values, vectors = eigsh(a, k=k, which="LA", v0=start)
     else:
-        values, vectors = xp.linalg.eigh(a)
+        import scipy.linalg
+
+        values, vectors = scipy.linalg.eigh(
+            a, subset_by_index=[n - k, n - 1], check_finite=False
+        )
+    return values.astype(a.dtype, copy=False), vectors.astype(a.dtype, copy=False)
+
+
+def eigh_top_kernel(a: Any, *, k: int, host: bool) -> tuple[Any, Any]:
+    """:func:`eigh_top` after its checks; traceable where `host` is False or JAX."""
+    n = a.shape[0]
+    if host and compat.is_numpy_array(a):
+        values, vectors = _lapack_eigh_top(a, k)
+    elif host:
+        import jax
+
+        shapes = (
+            jax.ShapeDtypeStruct((k,), a.dtype),
+            jax.ShapeDtypeStruct((n, k), a.dtype),
+        )
+        values, vectors = jax.pure_callback(
+            in_callback(lambda m: _lapack_eigh_top(m, k)),
+            shapes,
+            a,
+            vmap_method="sequential",
+        )
+    else:
+        values, vectors = array_namespace(a).linalg.eigh(a)
         values, vectors = values[n - k :], vectors[:, n - k :]
+    xp = array_namespace(values, vectors)
     order = xp.flip(xp.argsort(values))
     values = xp.take(values, order)
     vectors = xp.take(vectors, order, axis=1)
@@ -186,7 +314,7 @@ def eigvals_abs(
         raise ValueError(f"precision must be 'float64' or 'input', got {precision!r}")
     xp, device = namespace_and_device(a, names=("a",))
     a = as_float(a, xp=xp)
-    _check_finite_matrix(a, xp, "eigvals_abs")
+    check_finite_matrix(a, xp, "eigvals_abs")
     out_dtype = a.dtype
     if precision == "float64" and supports_float64(xp, device):
         a = xp.astype(a, xp.float64, copy=False)

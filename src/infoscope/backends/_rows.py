@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from ._convert import asarray
 from ._namespace import namespace_and_device
 
 __all__ = ["draw_rows", "subsample_rows", "take_rows"]
@@ -39,7 +40,7 @@ def take_rows(X: Any, rows: Any) -> Any:
            [0., 1.]])
     """
     xp, device = namespace_and_device(X)
-    return xp.take(X, xp.asarray(np.asarray(rows), device=device), axis=0)
+    return xp.take(X, asarray(np.asarray(rows), xp=xp, device=device), axis=0)
 
 
 def subsample_rows(X: Any, max_samples: int | None, rng: Any) -> tuple[Any, Any]:

@@ -153,20 +153,33 @@ def subset_mutual_information(
     n_classes: int,
     n_repetitions: int,
     rng: np.random.Generator,
+    entropies: Callable[[list[np.ndarray]], np.ndarray] | None = None,
 ) -> SubsetMutualInformation:
     """Subset-matched mutual information between the rows of `Z` and `codes`.
 
     For every class in turn, `n_repetitions` subsets of its size are drawn
     without replacement from all samples, in that order, from `rng`.
+    ``entropy(Z_S)`` is the entropy of the rows S; `entropies`, when given,
+    takes every row set at once (the class, then its subsets, class by
+    class) and returns their entropies: the same draws, computed together.
     """
     n = Z.shape[0]
     counts = np.bincount(codes, minlength=n_classes)
-    conditional = np.empty(n_classes)
-    subsets = np.empty((n_classes, n_repetitions))
-    for c in range(n_classes):
-        conditional[c] = entropy(take_rows(Z, np.flatnonzero(codes == c)))
-        for r in range(n_repetitions):
-            subsets[c, r] = entropy(take_rows(Z, draw_rows(rng, n, counts[c])))
+    if entropies is not None:
+        blocks = []
+        for c in range(n_classes):
+            blocks.append(np.flatnonzero(codes == c))
+            blocks.extend(draw_rows(rng, n, counts[c]) for _ in range(n_repetitions))
+        values = np.asarray(entropies(blocks), dtype=np.float64)
+        values = values.reshape(n_classes, n_repetitions + 1)
+        conditional, subsets = values[:, 0].copy(), values[:, 1:].copy()
+    else:
+        conditional = np.empty(n_classes)
+        subsets = np.empty((n_classes, n_repetitions))
+        for c in range(n_classes):
+            conditional[c] = entropy(take_rows(Z, np.flatnonzero(codes == c)))
+            for r in range(n_repetitions):
+                subsets[c, r] = entropy(take_rows(Z, draw_rows(rng, n, counts[c])))
     weights = counts / n
     gain = float(np.sum(weights * (subsets.mean(axis=1) - conditional)))
     return SubsetMutualInformation(gain, weights, conditional, subsets)

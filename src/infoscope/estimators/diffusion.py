@@ -23,12 +23,15 @@ from numbers import Integral, Real
 from typing import Any, ClassVar
 
 import numpy as np
+from array_api_compat import array_namespace
 from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 
 from ..backends import (
+    MemoryLimitError,
     asarray,
     available_memory,
     check_random_state,
+    compiled,
     draw_rows,
     eigh_top,
     eigvals_abs,
@@ -40,6 +43,13 @@ from ..backends import (
     subsample_rows,
     take_rows,
     to_numpy,
+)
+from ..backends._blocks import block_reductions
+from ..backends._linalg import (
+    check_finite_matrix,
+    eigh_top_kernel,
+    host_lapack,
+    symmetric_eigenvalues,
 )
 from ..backends._trace import spectral_sums, top_eigenpairs
 from ..kernels import (
@@ -135,15 +145,64 @@ class DiffusionOptions:
         return self
 
 
-def _entropy(magnitudes: Any, *, t: float, base: float, xp: Any) -> float:
-    """``-sum p log_base p`` with ``p = m^t / sum m^t``, ``0 log 0 = 0``."""
+def _spectral_nats(magnitudes: Any, t: Any, xp: Any) -> Any:
+    """``-sum p log p`` (nats) along the last axis, ``p = m^t / sum m^t``; traceable.
+
+    ``0 log 0 = 0``: zero eigenvalues (and a padded block's zeros) add nothing.
+    """
     m = xp.abs(magnitudes) ** t
-    p = m / xp.sum(m)
+    p = m / xp.sum(m, axis=-1, keepdims=True)
     positive = p > 0
     logs = xp.log(xp.where(positive, p, xp.ones_like(p)))
-    return float(-xp.sum(xp.where(positive, p * logs, xp.zeros_like(p)))) / math.log(
-        base
-    )
+    return -xp.sum(xp.where(positive, p * logs, xp.zeros_like(p)), axis=-1)
+
+
+def _entropy(magnitudes: Any, *, t: float, base: float, xp: Any) -> float:
+    """``-sum p log_base p`` with ``p = m^t / sum m^t``, ``0 log 0 = 0``."""
+    return float(_spectral_nats(magnitudes, t, xp)) / math.log(base)
+
+
+def _block_nats(w: Any, sizes: Any, dtype: Any, t: Any) -> tuple[Any]:
+    """DSE (nats) of each block's spectrum, in the kernel's dtype as `_dse_exact`."""
+    xp = array_namespace(w)
+    return (_spectral_nats(xp.astype(w, dtype), t, xp),)
+
+
+def _subset_entropies(Z, options, sigma, caller):
+    """DSE of row subsets of `Z` as principal blocks of one kernel, or None.
+
+    Every subset's Gaussian kernel is a principal block of Z's, so the
+    kernel is computed once and the subsets' operators ``D^-1/2 G_S D^-1/2``
+    are decomposed as stacks (:func:`infoscope.backends._blocks.
+    block_reductions`: for JAX, padded to a few compiled shapes). None when
+    the exact method does not apply to all of Z, or its kernel would not fit:
+    then each subset is computed on its own.
+    """
+    xp, device = namespace_and_device(Z)
+    n = Z.shape[0]
+    if _resolve_method(options.method, n) != "exact":
+        return None
+    try:
+        _check_exact_fits(n, xp, device, caller)
+    except MemoryLimitError:
+        return None
+    G = gaussian_kernel(Z, sigma=sigma)
+
+    def entropies(blocks: list[np.ndarray]) -> np.ndarray:
+        (nats,) = block_reductions(
+            G, blocks, _block_nats, normalize=True, params=(float(options.t),)
+        )
+        values = nats / math.log(options.base)
+        for value in values[~np.isfinite(values)][:1]:
+            check_finite_result(
+                float(value),
+                caller=caller,
+                what="the entropy",
+                fix="rescale X (divide it by a constant) or pass a larger sigma",
+            )
+        return values
+
+    return entropies
 
 
 def _xlogx(w: np.ndarray) -> np.ndarray:
@@ -209,13 +268,30 @@ def _exact_operator(X: Any, sigma: float) -> tuple[Any, Any]:
 def _dse_exact(X, xp, device, *, sigma, t, base, n_components, caller) -> _Spectrum:
     _check_exact_fits(X.shape[0], xp, device, caller)
     K, degrees = _exact_operator(X, sigma)
-    top_values = top_vectors = None
-    if n_components:
-        top_values, top_vectors = eigh_top(K, min(n_components + 1, X.shape[0]))
-    w = xp.flip(eigvalsh(K, overwrite=True))
-    return _Spectrum(
-        _entropy(w, t=t, base=base, xp=xp), sigma, w, top_values, top_vectors, degrees
+    k = min(n_components + 1, X.shape[0]) if n_components else 0
+    check_finite_matrix(K, xp, "eigh_top" if k else "eigvalsh")
+    kernel = compiled(_exact_spectrum, xp, static_argnames=("k", "wide", "host"))
+    w, nats, top = kernel(
+        K,
+        t,
+        k=k,
+        wide=float_dtype(xp, device),
+        host=host_lapack(xp, device),
     )
+    top_values, top_vectors = top if k else (None, None)
+    entropy = float(nats) / math.log(base)
+    return _Spectrum(entropy, sigma, w, top_values, top_vectors, degrees)
+
+
+def _exact_spectrum(K, t, *, k, wide, host):
+    """The spectrum of the finite operator K: all eigenvalues (descending, in
+    K's dtype, decomposed in `wide`), the entropy in nats and the `k` leading
+    eigenpairs; compiled whole for JAX. K is overwritten where NumPy allows."""
+    xp = array_namespace(K)
+    top = eigh_top_kernel(K, k=k, host=host) if k else None
+    w = symmetric_eigenvalues(xp.astype(K, wide, copy=False), host=host, overwrite=True)
+    w = xp.flip(xp.astype(w, K.dtype, copy=False))
+    return w, _spectral_nats(w, t, xp), top
 
 
 def _nystrom_operator(X, xp, sigma, n_landmarks, rng):
@@ -648,6 +724,7 @@ def _dsmi(Z, y, options, mi_options, *, caller, rng):
         rng=rng,
     )
     sigma = _resolve_sigma(options.sigma, Z, rng, caller)
+    entropies = _subset_entropies(Z, options, sigma, caller)
 
     def entropy(subset):
         return _dse(subset, options, rng=rng, caller=caller, sigma=sigma).entropy
@@ -656,6 +733,7 @@ def _dsmi(Z, y, options, mi_options, *, caller, rng):
         Z,
         codes,
         entropy,
+        entropies=entropies,
         n_classes=classes.shape[0],
         n_repetitions=mi_options.n_repetitions,
         rng=rng,
@@ -945,7 +1023,9 @@ n_lanczos_steps, n_deflate, n_landmarks
         xp, device = namespace_and_device(X)
         rng = check_random_state(self.random_state)
         X, rows = subsample_rows(X, self.max_samples, rng)
-        self.sample_indices_ = None if rows is None else xp.asarray(rows, device=device)
+        self.sample_indices_ = (
+            None if rows is None else asarray(rows, xp=xp, device=device)
+        )
         self._check_components(X.shape[0])
         spectrum = _dse(
             X,
@@ -1079,7 +1159,7 @@ n_clusters, n_probes, n_lanczos_steps, n_deflate, n_landmarks
         self.mutual_information_ = result.mutual_information
         self.classes_ = classes  # stays on the host: labels may be strings
         wide = float_dtype(xp, device)
-        self.labels_ = xp.asarray(codes, device=device)
+        self.labels_ = asarray(codes, xp=xp, device=device)
         self.class_weights_ = asarray(result.weights, xp=xp, device=device, dtype=wide)
         self.conditional_entropies_ = asarray(
             result.conditional_entropies, xp=xp, device=device, dtype=wide

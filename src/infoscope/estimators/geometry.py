@@ -33,15 +33,16 @@ from numbers import Real
 from typing import Any
 
 import numpy as np
-from array_api_compat import is_dask_namespace
+from array_api_compat import array_namespace, is_dask_namespace
 
 from ..backends import (
-    eigvalsh,
+    compiled,
     matmul,
     namespace_and_device,
     supports_float64,
     to_numpy,
 )
+from ..backends._linalg import host_lapack, symmetric_eigenvalues
 from ._base import (
     InfoscopeEstimator,
     Interval,
@@ -75,20 +76,39 @@ def singular_values(X: Any, *, center: bool) -> Any:
     eigenvalues above that floor.
     """
     xp, device = namespace_and_device(X)
-    if supports_float64(xp, device) and X.dtype != xp.float64:
-        X = xp.astype(X, xp.float64)
+    wide = xp.float64 if supports_float64(xp, device) else X.dtype
+    kernel = compiled(
+        _singular_values_kernel, xp, static_argnames=("wide", "center", "host")
+    )
+    s, finite = kernel(X, wide=wide, center=center, host=host_lapack(xp, device))
+    if not bool(finite):
+        raise ValueError(
+            "eigvalsh: the matrix contains NaN or infinity (its entries overflowed, "
+            "or came from non-finite data); eigenvalues need finite entries."
+        )
+    return s
+
+
+def _singular_values_kernel(
+    X: Any, *, wide: Any, center: bool, host: bool
+) -> tuple[Any, Any]:
+    """:func:`singular_values` and whether the Gram is finite; compiled for JAX."""
+    xp = array_namespace(X)
+    X = xp.astype(X, wide, copy=False)
     if center:
         X = X - xp.mean(X, axis=0)
     n, d = X.shape
     G = matmul(X.T, X) if n >= d else matmul(X, X.T)
-    if is_dask_namespace(xp) and n >= d:
-        # X^T X is a sum over the chunks of samples, computed where they
-        # live (a dask.distributed cluster's workers); only the d x d result
+    if is_dask_namespace(xp):
+        # The Gram is a sum over the chunks of samples, computed where they
+        # live (a dask.distributed cluster's workers); only the small result
         # comes back for the eigenproblem.
-        w = np.flip(eigvalsh(np.asarray(to_numpy(G)), overwrite=True))
-        return xp.asarray(np.sqrt(np.where(w > 0, w, 0.0)))
-    w = xp.flip(eigvalsh(G, overwrite=True))
-    return xp.sqrt(xp.where(w > 0, w, xp.zeros_like(w)))
+        G = np.asarray(to_numpy(G), dtype=np.float64)
+        w = np.flip(symmetric_eigenvalues(G, overwrite=True))
+        s = np.sqrt(np.where(w > 0, w, 0.0))
+        return xp.asarray(s), bool(np.all(np.isfinite(w)))
+    w = xp.flip(symmetric_eigenvalues(G, host=host))
+    return xp.sqrt(xp.where(w > 0, w, xp.zeros_like(w))), xp.all(xp.isfinite(G))
 
 
 def rankme_from(s: Any, eps: float) -> float:
@@ -354,10 +374,12 @@ class RepresentationGeometry(InfoscopeEstimator):
         plain = self.center if self.center != "auto" else False
         spectral = self.center if self.center != "auto" else True
         s = singular_values(X, center=plain)
-        _check_nonzero(s, caller)
+        # The summaries of a few hundred numbers are computed on the host.
+        s_host = to_numpy(s)
+        _check_nonzero(s_host, caller)
         self.singular_values_ = s
-        self.rankme_ = rankme_from(s, self.eps)
-        self.stable_rank_ = stable_rank_from(s)
+        self.rankme_ = rankme_from(s_host, self.eps)
+        self.stable_rank_ = stable_rank_from(s_host)
         s_cov = s if spectral == plain else singular_values(X, center=spectral)
         _check_nonzero(s_cov, caller)
         self.covariance_spectrum_ = s_cov * s_cov / max(X.shape[0] - 1, 1)

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from sklearn.utils import TransformerTags
 from sklearn.utils.validation import check_is_fitted
 
-from ..backends import check_random_state, is_array, namespace_and_device
+from ..backends import asarray, check_random_state, is_array, namespace_and_device
 from ..kernels import centre_gram, gram_inner
 from ._base import InfoscopeEstimator, StrOptions, check_array, check_finite_result
 from .hsic_features import StreamedHSIC
@@ -304,7 +304,7 @@ class HSICPlane(InfoscopeEstimator):
                 f"float64 activations, rescale them, or use normalized=True (CKA "
                 f"coordinates do not depend on the scale)."
             )
-        return xp.asarray(rows, dtype=self._dtype, device=device)
+        return asarray(rows, xp=xp, dtype=self._dtype, device=device)
 
     def _coordinates(self, name, to_x, to_y, self_term, factor_h, caller):
         """One layer's row from its scaled inner products with X and Y."""

@@ -48,14 +48,18 @@ from array_api_compat import array_namespace
 from ..backends import (
     asarray,
     compiled,
-    eigvalsh,
     float_dtype,
     is_array,
     itemsize,
     namespace_and_device,
     to_numpy,
 )
-from ..backends._namespace import refuse_dask
+from ..backends._blocks import block_reductions
+from ..backends._linalg import (
+    check_finite_matrix,
+    host_lapack,
+    symmetric_eigenvalues,
+)
 from ._base import (
     BASE,
     InfoscopeEstimator,
@@ -90,10 +94,6 @@ KERNEL_PARAMETER = {"kernel": [callable, StrOptions({"precomputed"})]}
 # epsilon, far above the rounding of any route to an NTK (a blocked sum of
 # per-parameter contractions) and far below a matrix that is not symmetric.
 _SYMMETRY_RTOL = {4: 2.0**-11.5, 8: 2.0**-26}  # itemsize -> sqrt(eps)
-
-# Stacks of principal blocks are decomposed in chunks of at most this many
-# bytes (the blocks plus their flat indices).
-_STACK_BYTES = 64 * 2**20
 _SYMMETRY_BLOCK_ELEMENTS = 2**20
 
 
@@ -228,16 +228,18 @@ class KernelSpectrum(NamedTuple):
     n_clipped: int  # negative eigenvalues set to 0
 
 
-def _entropy_nats(w: Any, xp: Any) -> Any:
+def _entropy_nats(w: Any, xp: Any, m: Any = None) -> Any:
     """``-sum p log p`` in nats along the last axis of eigenvalues `w`.
 
     ``p = lam / sum(lam)`` and ``0 log 0 = 0``, where ``lam`` keeps the
     eigenvalues above the eigensolver's rounding, ``m eps max|w|`` (the
     tolerance of a numerical rank): below it a "positive" eigenvalue is noise,
     and a negative definite matrix would otherwise get an entropy from noise.
-    NaN where no eigenvalue is above it. `w` may be a stack of shape (..., m).
+    NaN where no eigenvalue is above it. `w` may be a stack of shape (..., k);
+    `m` (...,) the number of eigenvalues of each (default k: a padded block
+    has fewer, and zeros in place of the others).
     """
-    m = w.shape[-1]
+    m = w.shape[-1] if m is None else xp.astype(m, w.dtype)[..., None]
     eps = float(xp.finfo(w.dtype).eps)
     largest = xp.max(xp.abs(w), axis=-1, keepdims=True)
     # Divided by the largest magnitude first: the sum cannot overflow.
@@ -297,12 +299,20 @@ def kernel_spectrum(
     if normalize:
         K = cosine_normalized(K, xp, caller=caller, name=name)
         owned = True
-    work = xp.astype(K, float_dtype(xp, device), copy=False)
-    owned = owned or work is not K
-    w = xp.flip(eigvalsh(work, overwrite=owned))
+        # A validated K is finite; its normalisation may overflow.
+        check_finite_matrix(K, xp, "eigvalsh")
+    wide = float_dtype(xp, device)
+    kernel = compiled(
+        _spectrum_kernel, xp, static_argnames=("wide", "overwrite", "host")
+    )
+    w, negative, nats = kernel(
+        K,
+        wide=wide,
+        overwrite=owned or K.dtype != wide,
+        host=host_lapack(xp, device),
+    )
     m = w.shape[0]
-    n_clipped = int(xp.sum(xp.astype(w < 0, xp.int32)))
-    nats = float(_entropy_nats(w, xp))
+    n_clipped, nats = int(negative), float(nats)
     if math.isnan(nats):
         raise ValueError(
             f"{caller}: {what} has no positive eigenvalue above rounding ({m} "
@@ -317,59 +327,40 @@ def kernel_spectrum(
     return KernelSpectrum(entropy, effective, xp.astype(w, K.dtype), n_clipped)
 
 
-def _flat_block_indices(rows: np.ndarray, n: int) -> np.ndarray:
-    """Indices into the flattened (n, n) matrix of the blocks ``K[r][:, r]``."""
-    return (rows[:, :, None] * n + rows[:, None, :]).reshape(-1)
+def _spectrum_kernel(K: Any, *, wide: Any, overwrite: bool, host: bool) -> tuple:
+    """Descending eigenvalues of the finite `K` in `wide`, the count of negative
+    ones and the entropy in nats; compiled whole for JAX."""
+    xp = array_namespace(K)
+    work = xp.astype(K, wide, copy=False)
+    w = xp.flip(symmetric_eigenvalues(work, host=host, overwrite=overwrite))
+    return w, xp.sum(xp.astype(w < 0, xp.int32)), _entropy_nats(w, xp)
 
 
-def _stack_nats(K_flat: Any, flat: Any, *, k: int, wide: Any) -> tuple[Any, Any]:
-    """Entropy (nats) and negative-eigenvalue count of each gathered k x k block.
-
-    One ``take`` from the flattened matrix (which every array library has),
-    the blocks widened to `wide`, and one stacked eigendecomposition;
-    compiled whole for JAX.
-    """
-    xp = array_namespace(K_flat, flat)
-    blocks = xp.astype(xp.reshape(xp.take(K_flat, flat), (-1, k, k)), wide)
-    w = xp.linalg.eigvalsh(blocks)
-    return _entropy_nats(w, xp), xp.sum(xp.astype(w < 0, xp.int32), axis=-1)
+def _nats_and_clipped(w: Any, sizes: Any, dtype: Any) -> tuple[Any, Any]:
+    """Entropy (nats) and negative-eigenvalue count of each block's spectrum."""
+    xp = array_namespace(w)
+    return _entropy_nats(w, xp, sizes), xp.sum(xp.astype(w < 0, xp.int32), axis=-1)
 
 
 def block_entropies_nats(
-    K: Any, rows: np.ndarray, xp: Any, device: Any
+    K: Any, rows: np.ndarray | list[np.ndarray], xp: Any, device: Any
 ) -> tuple[np.ndarray, np.ndarray]:
     """Entropy (nats) and negative-eigenvalue count of each principal block.
 
-    `K` has been validated (and normalised if asked); `rows` is (c, k): the
-    blocks ``K[r][:, r]`` for each row r. They are decomposed as stacks, in
-    float64 where the device has it, in chunks of at most ``_STACK_BYTES``.
-    Returns NumPy arrays of shape (c,); NaN for a block without a positive
-    eigenvalue.
+    `K` has been validated (and normalised if asked); `rows` holds the rows
+    of each block ``K[r][:, r]`` (a (c, k) array, or c arrays of any sizes).
+    They are decomposed as stacks, in float64 where the device has it
+    (:func:`infoscope.backends._blocks.block_reductions`). Returns NumPy
+    arrays of shape (c,); NaN for a block without a positive eigenvalue.
     """
-    refuse_dask(xp, "eigvalsh")
-    n = K.shape[0]
-    c, k = rows.shape
-    wide = float_dtype(xp, device)
-    # Only the gathered blocks are widened: a float32 K is not copied whole.
-    K_flat = xp.reshape(K, (-1,))
-    chunk = max(1, _STACK_BYTES // (k * k * 16))
-    kernel = compiled(_stack_nats, xp, static_argnames=("k", "wide"))
-    entropies, clipped = [], []
-    for start in range(0, c, chunk):
-        flat = _flat_block_indices(rows[start : start + chunk], n)
-        nats, negative = kernel(K_flat, xp.asarray(flat, device=device), k=k, wide=wide)
-        entropies.append(to_numpy(nats))
-        clipped.append(to_numpy(negative))
-    return (
-        np.concatenate(entropies).astype(np.float64),
-        np.concatenate(clipped).astype(np.int64),
-    )
+    nats, negative = block_reductions(K, list(rows), _nats_and_clipped)
+    return nats.astype(np.float64), negative.astype(np.int64)
 
 
 def submatrix(K: Any, rows: np.ndarray) -> Any:
     """The principal block ``K[rows][:, rows]`` (rows: NumPy integers)."""
     xp, device = namespace_and_device(K)
-    index = xp.asarray(rows, device=device)
+    index = asarray(rows, xp=xp, device=device)
     return xp.take(xp.take(K, index, axis=0), index, axis=1)
 
 
@@ -740,25 +731,32 @@ def _mutual_information(
     n_classes = len(classes)
     largest, _ = _combination_sizes(n_classes, max_combination_size, caller)
     labels = classes.tolist()
-    combinations, entropies, clipped = [], [], []
-    pair_entropy = {}
-    for size in range(1, largest + 1):
-        for combo in itertools.combinations(range(n_classes), size):
-            rows = np.sort(np.concatenate([members[j] for j in combo]))
-            spectrum = kernel_spectrum(
-                submatrix(K, rows),
-                xp,
-                device,
-                base=base,
-                normalize=False,
-                caller=caller,
-                what=f"the block of classes {tuple(labels[j] for j in combo)!r}",
-            )
-            combinations.append(tuple(labels[j] for j in combo))
-            entropies.append(spectrum.entropy)
-            clipped.append(spectrum.n_clipped)
-            if size <= 2:
-                pair_entropy[combo] = spectrum.entropy
+    combos = [
+        combo
+        for size in range(1, largest + 1)
+        for combo in itertools.combinations(range(n_classes), size)
+    ]
+    blocks = [np.sort(np.concatenate([members[j] for j in combo])) for combo in combos]
+    nats, clipped = block_entropies_nats(K, blocks, xp, device)
+    undefined = np.flatnonzero(np.isnan(nats))
+    if undefined.size:
+        combo = combos[undefined[0]]
+        raise ValueError(
+            f"{caller}: the block of classes {tuple(labels[j] for j in combo)!r} "
+            f"has no positive eigenvalue above rounding ({blocks[undefined[0]].size} "
+            f"eigenvalues, {clipped[undefined[0]]} negative), so its entropy is "
+            f"undefined. An NTK is positive semi-definite: a zero NTK means no "
+            f"trainable parameter moves the outputs on these samples, a negative "
+            f"one a sign error; check the model, its trainable parameters, the "
+            f"inputs and how the matrix was computed."
+        )
+    entropies = nats / math.log(base)
+    combinations = [tuple(labels[j] for j in combo) for combo in combos]
+    pair_entropy = {
+        combo: float(value)
+        for combo, value in zip(combos, entropies, strict=True)
+        if len(combo) <= 2
+    }
     mi = np.empty((n_classes, n_classes))
     nmi = np.empty((n_classes, n_classes))
     # Two rank-one blocks have S_A + S_B = 0 exactly, but rounding leaves
@@ -776,10 +774,10 @@ def _mutual_information(
     return NTKMutualInformationResult(
         asarray(mi, xp=xp, device=device, dtype=wide),
         asarray(nmi, xp=xp, device=device, dtype=wide),
-        asarray(np.asarray(entropies), xp=xp, device=device, dtype=wide),
+        asarray(entropies, xp=xp, device=device, dtype=wide),
         combinations,
         classes,
-        xp.asarray(np.asarray(clipped), device=device),
+        asarray(clipped, xp=xp, device=device),
     )
 
 

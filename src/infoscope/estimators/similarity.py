@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..backends import (
+    asarray,
     check_random_state,
     device_name,
     is_array,
@@ -286,7 +287,7 @@ def _prepare(layers_a, layers_b, params, caller, min_samples=None):
 
 def _to_array(rows, like):
     xp, device = namespace_and_device(like)
-    return xp.asarray(rows, dtype=like.dtype, device=device)
+    return asarray(rows, xp=xp, dtype=like.dtype, device=device)
 
 
 def similarity_matrix(
