@@ -335,6 +335,88 @@ def test_nystrom_operator_trade_off_on_smooth_data():
     assert nystrom == pytest.approx(exact, rel=0.02)
 
 
+def test_nystrom_operator_is_its_dense_form_in_low_rank_plus_diagonal_terms():
+    # K^ = D^-1/2 (B B^T + diag(delta)) D^-1/2, held as Q C Q^T + diag(c)
+    # with the Rayleigh-Ritz products of Q: all of it against the dense form.
+    from infoscope.kernels import NystromMap, gaussian_kernel
+
+    X = np.random.default_rng(0).normal(size=(300, 5)).astype(np.float32)
+    rng = np.random.default_rng(1)
+    operator = diffusion._nystrom_operator(X, np, "cpu", 1.5, 40, rng)
+    landmarks = X[np.sort(np.random.default_rng(1).choice(300, 40, replace=False))]
+    B = NystromMap(
+        landmarks.astype(np.float64), lambda a, b: gaussian_kernel(a, b, sigma=1.5)
+    ).transform(X.astype(np.float64))
+    delta = np.clip(1 - np.sum(B * B, axis=1), 0, None)
+    G = B @ B.T + np.diag(delta)
+    d = G.sum(axis=1)
+    K = G / np.sqrt(np.outer(d, d))
+    np.testing.assert_allclose(operator.degrees, d, rtol=1e-4)
+    np.testing.assert_allclose(
+        operator.apply(np.eye(300, dtype=np.float32)), K, atol=2e-6
+    )
+    assert operator.trace == pytest.approx(np.trace(K), rel=1e-5)
+    Q = operator.basis.astype(np.float64)
+    assert Q.shape == (300, 40)
+    np.testing.assert_allclose(Q.T @ Q, np.eye(40), atol=1e-5)
+    T, M = operator.products
+    np.testing.assert_allclose(T, Q.T @ K @ Q, atol=1e-5)
+    np.testing.assert_allclose(M, Q.T @ K @ K @ Q, atol=1e-5)
+    V = np.random.default_rng(2).normal(size=(300, 3))
+    V -= Q @ (Q.T @ V)
+    np.testing.assert_allclose(
+        operator.apply_complement(V.astype(np.float32)), K @ V, atol=1e-5
+    )
+    assert operator.n_landmarks == 40
+
+
+def test_default_landmarks_keep_time_and_memory_about_linear_in_n():
+    landmarks = diffusion.default_landmarks
+    assert landmarks(20_000, None) == 1853
+    assert landmarks(1_000_000, None) == 262
+    sizes = [10**4, 10**5, 10**6, 10**7]
+    counts = [landmarks(n, None) for n in sizes]
+    assert counts == sorted(counts, reverse=True)
+    # The basis (n x m float32) stays within 1 GiB and n m^2 within 2^36.
+    assert all(
+        n * m * 4 <= 2**30 and n * m * m <= 2**36
+        for n, m in zip(sizes[1:3], counts[1:3], strict=True)
+    )
+    # Free memory caps it, but never below 64 landmarks.
+    assert landmarks(100_000, 2**30) == 2**30 // (64 * 100_000)
+    assert landmarks(100_000, 2**20) == 64
+
+
+def test_dse_beyond_the_dense_operator_holds_its_memory(monkeypatch):
+    # With 200 MB free, 60,000 samples get the Nystrom operator (the dense one
+    # would take 29 GB) with as many landmarks as fit, and stay within it.
+    import tracemalloc
+
+    from infoscope.backends import _memory
+
+    free = 200 * 2**20
+    monkeypatch.setattr(_memory, "available_memory", lambda xp, device: free)
+    monkeypatch.setattr(diffusion, "available_memory", lambda xp, device: free)
+    X = np.random.default_rng(0).uniform(size=(60_000, 16))
+    tracemalloc.start()
+    try:
+        estimator = infoscope.DiffusionSpectralEntropy(
+            method="approximate", random_state=0
+        ).fit(X)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert estimator.n_landmarks_ == 64
+    assert peak < free
+    assert 0 < estimator.entropy_ <= math.log2(60_000)
+    assert (
+        infoscope.DiffusionSpectralEntropy(method="approximate", random_state=0)
+        .fit(X[:2000])
+        .n_landmarks_
+        is None
+    )
+
+
 def test_same_seed_same_value_on_every_backend(backend):
     X = np.random.default_rng(5).uniform(size=(700, 16))
     reference = diffusion_spectral_entropy(

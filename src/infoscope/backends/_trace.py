@@ -11,6 +11,7 @@ import scipy.linalg
 
 from ._convert import to_numpy
 from ._linalg import matmul
+from ._namespace import namespace_and_device
 
 __all__ = ["SpectralSums", "spectral_sums", "top_eigenpairs"]
 
@@ -28,9 +29,18 @@ class SpectralSums:
     deflated: np.ndarray  # (n_functions,)
     probe_terms: np.ndarray  # (n_probes, n_functions)
     ritz_values: np.ndarray  # (n_deflate,), descending
-    ritz_vectors: Any  # (n, n_deflate), in the operator's namespace
+    basis: Any  # (n, n_deflate) orthonormal, in the operator's namespace
+    rotation: np.ndarray  # (n_deflate, n_deflate): Ritz vectors = basis @ rotation
     residuals: np.ndarray  # (n_deflate,): ||A y_i - theta_i y_i||^2
     coarse_terms: np.ndarray  # probe_terms from the first half of the steps
+
+    def ritz_vectors(self, k: int) -> Any:
+        """The `k` leading Ritz vectors, (n, k), in the operator's namespace."""
+        xp, device = namespace_and_device(self.basis)
+        rotation = self.rotation[:, :k].copy()
+        return matmul(
+            self.basis, xp.asarray(rotation, dtype=self.basis.dtype, device=device)
+        )
 
     @property
     def estimates(self) -> np.ndarray:
@@ -55,7 +65,8 @@ class SpectralSums:
             self.deflated,
             _regressed(self.probe_terms, index, exact - self.deflated[index]),
             self.ritz_values,
-            self.ritz_vectors,
+            self.basis,
+            self.rotation,
             self.residuals,
             _regressed(self.coarse_terms, index, exact - self.deflated[index]),
         )
@@ -89,6 +100,9 @@ def spectral_sums(
     n_steps: int = 20,
     n_deflate: int = 128,
     n_power: int = 3,
+    basis: Any = None,
+    products: tuple[np.ndarray, np.ndarray] | None = None,
+    apply_complement: Callable[[Any], Any] | None = None,
 ) -> SpectralSums:
     """Estimates of ``tr f(A) = sum_i f(lambda_i)`` for a symmetric operator A.
 
@@ -122,13 +136,25 @@ def spectral_sums(
         iterations of the subspace iteration (three: with one, the deflated
         pairs of the diffusion operators we measured were inexact enough to
         bias the DSE by up to 0.25%).
+    basis : array of shape (n, k), optional
+        An orthonormal basis to deflate instead of the subspace iteration's
+        (`n_deflate` and `n_power` are then unused): the span that holds the
+        operator's leading part when it is known, as the range of a low-rank
+        term. Its Rayleigh-Ritz pairs are computed 64 columns at a time.
+    products : pair of arrays of shape (k, k), optional
+        ``Q^T A Q`` and ``(AQ)^T (AQ)`` for the `basis` Q, where the operator
+        knows them more cheaply than two products with A (float64, NumPy).
+    apply_complement : callable, optional
+        ``V -> A @ V`` for V orthogonal to `basis`, where that is cheaper than
+        `apply` (for ``A = Q C Q^T + diag(c)``: ``c * V``); the probes use it.
 
     Returns
     -------
     SpectralSums
         ``estimates`` (one per function) and the parts they are made of: the
         deflated sums, the per-probe terms (and those of half the steps), the
-        Ritz values and vectors and their residual norms.
+        Ritz values, the basis and rotation of the Ritz vectors, and their
+        residual norms.
 
     Examples
     --------
@@ -142,42 +168,56 @@ def spectral_sums(
     >>> round(float(sums.controlled(1, np.trace(A)).estimates[1]), 9)  # known
     150.0
     """
-    n_deflate = min(n_deflate, n)
-    theta, ritz_vectors, Q, residuals = _subspace_iteration(
-        apply,
-        n,
-        n_deflate,
-        xp=xp,
-        device=device,
-        dtype=dtype,
-        rng=rng,
-        n_power=n_power,
-    )
+    if basis is None:
+        Q = _power_basis(
+            apply,
+            n,
+            min(n_deflate, n),
+            xp=xp,
+            device=device,
+            dtype=dtype,
+            rng=rng,
+            n_power=n_power,
+        )
+        theta, U, residuals = _rayleigh_ritz(apply, Q, xp=xp, device=device)
+    else:
+        Q = basis
+        theta, U, residuals = _rayleigh_ritz(
+            apply,
+            Q,
+            xp=xp,
+            device=device,
+            columns=_RAYLEIGH_RITZ_COLUMNS,
+            products=products,
+        )
     deflated = np.array([np.sum(f(theta)) for f in functions], dtype=np.float64)
-    if n_deflate >= n:
+    if Q.shape[1] >= n:
         empty = np.zeros((0, len(functions)))
-        return SpectralSums(deflated, empty, theta, ritz_vectors, residuals, empty)
+        return SpectralSums(deflated, empty, theta, Q, U, residuals, empty)
 
     def project_out(V: Any) -> Any:
         return V - matmul(Q, matmul(Q.T, V))
 
+    step = apply if apply_complement is None else apply_complement
     signs = rng.integers(0, 2, size=(n, n_probes)) * 2.0 - 1.0
     Z = project_out(xp.asarray(signs, dtype=dtype, device=device))
+    del signs
     norms = xp.linalg.vector_norm(Z, axis=0)
     V = Z / norms
     del Z
     V_prev = xp.zeros_like(V)
     beta = xp.zeros_like(norms)
     alphas, betas = [], []
-    steps = min(n_steps, n - n_deflate)
+    steps = min(n_steps, n - Q.shape[1])
     for _ in range(steps):
-        W = project_out(apply(V))
+        W = project_out(step(V))
         alpha = xp.sum(W * V, axis=0)
         W = W - alpha * V - beta * V_prev
         beta = xp.linalg.vector_norm(W, axis=0)
         alphas.append(alpha)
         betas.append(beta)
         V_prev, V = V, W / xp.where(beta > 0, beta, xp.ones_like(beta))
+    del V, V_prev, W
     alphas = np.asarray(to_numpy(xp.stack(alphas)), dtype=np.float64)
     betas = np.asarray(to_numpy(xp.stack(betas)), dtype=np.float64)
     weights = np.asarray(to_numpy(norms), dtype=np.float64) ** 2
@@ -193,7 +233,12 @@ def spectral_sums(
             )
             tau = weights[p] * vectors[0] ** 2
             out[p] = [np.sum(tau * f(nodes)) for f in functions]
-    return SpectralSums(deflated, terms, theta, ritz_vectors, residuals, coarse)
+    return SpectralSums(deflated, terms, theta, Q, U, residuals, coarse)
+
+
+#: Columns of a given basis that one Rayleigh-Ritz product takes at a time:
+#: a basis of a million rows is a gigabyte, and A times all of it another.
+_RAYLEIGH_RITZ_COLUMNS = 64
 
 
 def top_eigenpairs(
@@ -206,12 +251,16 @@ def top_eigenpairs(
     dtype: Any,
     rng: np.random.Generator,
     n_power: int = 1,
+    basis: Any = None,
+    products: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[np.ndarray, Any]:
     """Approximate leading eigenpairs of a symmetric operator (Ritz pairs).
 
     The randomized subspace iteration that :func:`spectral_sums` deflates
-    with, on its own: for the diffusion map of an operator whose entropy is
-    not needed again.
+    with, on its own, for the diffusion map of an operator whose entropy is
+    not needed again; or, given an orthonormal `basis` (and, optionally, its
+    `products` as in :func:`spectral_sums`), the Rayleigh-Ritz pairs of that
+    basis.
 
     Returns
     -------
@@ -230,43 +279,72 @@ def top_eigenpairs(
     >>> values.round(3)
     array([10.,  9.])
     """
-    theta, vectors, _, _ = _subspace_iteration(
-        apply,
-        n,
-        min(k, n),
-        xp=xp,
-        device=device,
-        dtype=dtype,
-        rng=rng,
-        n_power=n_power,
+    if basis is None:
+        Q = _power_basis(
+            apply,
+            n,
+            min(k, n),
+            xp=xp,
+            device=device,
+            dtype=dtype,
+            rng=rng,
+            n_power=n_power,
+        )
+        columns = None
+    else:
+        Q, columns = basis, _RAYLEIGH_RITZ_COLUMNS
+    theta, U, _ = _rayleigh_ritz(
+        apply, Q, xp=xp, device=device, columns=columns, products=products
     )
-    return theta, vectors
+    k = min(k, theta.shape[0])
+    rotation = xp.asarray(U[:, :k].copy(), dtype=Q.dtype, device=device)
+    return theta[:k], matmul(Q, rotation)
 
 
-def _subspace_iteration(apply, n, k, *, xp, device, dtype, rng, n_power):
-    """Ritz values (descending), Ritz vectors, the orthonormal basis Q, and
-    the squared residual norms ``||A y_i - theta_i y_i||^2`` of the pairs.
-
-    The residual of pair i is ``(AQ) u_i - theta_i Q u_i``, orthogonal to Q,
-    so its squared norm is ``u_i^T (AQ)^T (AQ) u_i - theta_i^2``: a k x k
-    product, no n x k array more.
-    """
+def _power_basis(apply, n, k, *, xp, device, dtype, rng, n_power):
+    """An orthonormal basis of ``A^(n_power + 1) Y`` for a Gaussian (n, k) Y."""
     Y = xp.asarray(rng.standard_normal((n, k)), dtype=dtype, device=device)
     for i in range(n_power + 1):
         Y = apply(Y)
         if i < n_power:
             Y = _orthonormalize(Y, xp, device)
-    Q = _orthonormalize(Y, xp, device)
-    del Y
-    AQ = apply(Q)
-    T = np.asarray(to_numpy(matmul(Q.T, AQ)), dtype=np.float64)
-    M = np.asarray(to_numpy(matmul(AQ.T, AQ)), dtype=np.float64)
-    del AQ
+    return _orthonormalize(Y, xp, device)
+
+
+def _rayleigh_ritz(apply, Q, *, xp, device, columns=None, products=None):
+    """Ritz values (descending), their rotation U (Ritz vectors ``Q U``) and
+    the squared residual norms ``||A y_i - theta_i y_i||^2`` of the pairs.
+
+    The residual of pair i is ``(AQ) u_i - theta_i Q u_i``, orthogonal to Q,
+    so its squared norm is ``u_i^T (AQ)^T (AQ) u_i - theta_i^2``: a k x k
+    product. With `columns`, AQ is never held whole: each block of columns
+    is applied twice, ``(AQ)^T (A q) = Q^T A (A q)`` for symmetric A. Given
+    `products` (T, M), no product with A is made.
+    """
+    k = Q.shape[1]
+
+    def host(a):
+        return np.asarray(to_numpy(a), dtype=np.float64)
+
+    if products is not None:
+        T, M = products
+    elif columns is None or columns >= k:
+        AQ = apply(Q)
+        T, M = host(matmul(Q.T, AQ)), host(matmul(AQ.T, AQ))
+        del AQ
+    else:
+        T, M = np.empty((k, k)), np.empty((k, k))
+        for start in range(0, k, columns):
+            block = slice(start, min(start + columns, k))
+            AQ = apply(Q[:, block])
+            T[:, block] = host(matmul(Q.T, AQ))
+            M[:, block] = host(matmul(Q.T, apply(AQ)))
+            del AQ
+        M = (M + M.T) / 2
     theta, U = np.linalg.eigh((T + T.T) / 2)
     theta, U = theta[::-1], U[:, ::-1].copy()
     residuals = np.clip(np.einsum("ji,jk,ki->i", U, M, U) - theta**2, 0.0, None)
-    vectors = matmul(Q, xp.asarray(U, dtype=dtype, device=device))
-    return theta, vectors, Q, residuals
+    return theta, U, residuals
 
 
 def _orthonormalize(Y: Any, xp: Any, device: Any) -> Any:
