@@ -146,6 +146,26 @@ def test_knn_self_comes_first_among_duplicates_and_ties_go_by_index(backend):
     np.testing.assert_array_equal(got[:3], [[1, 2], [0, 2], [0, 1]])
 
 
+def test_knn_ties_at_the_kth_distance_go_by_index_in_every_block(backend):
+    # Points of a small integer grid: most rows have several points at their
+    # k-th distance, some none; blocks mix rows of both kinds. 64 points of
+    # halves: the centring mean and every distance are exact.
+    rng = np.random.default_rng(3)
+    X = rng.integers(0, 4, size=(64, 2)).astype(float)
+    X[::7] += 0.5  # rows with no tie at the boundary
+    x = backend.asarray(X)
+    D = _brute_force(X, X)
+    for k, exclude in ((1, True), (4, True), (6, False)):
+        # A point is its own first neighbour, or none of its own.
+        np.fill_diagonal(D, np.inf if exclude else -np.inf)
+        expected = np.argsort(D, axis=1, kind="stable")[:, :k]
+        for block_size in (None, 7):
+            got = to_numpy(
+                knn_indices(x, k, include_self=not exclude, block_size=block_size)
+            )
+            np.testing.assert_array_equal(got, expected)
+
+
 def test_knn_all_points(backend):
     X = np.array([[0.0], [2.0], [3.0]])
     got = to_numpy(knn_indices(backend.asarray(X), 3))

@@ -8,8 +8,10 @@ from typing import Any
 
 import array_api_compat as compat
 import array_api_extra as xpx
+import numpy as np
 from array_api_compat import array_namespace, device
 
+from ._convert import asarray, to_numpy
 from ._dtype import as_float, itemsize
 from ._linalg import matmul
 from ._namespace import compiled, namespace_and_device, refuse_dask
@@ -353,25 +355,36 @@ def knn_indices(
     self_distance = None
     if self_search:
         self_distance = -float("inf") if include_self else float("inf")
-    kernel = compiled(_knn_block, xp, static_argnames=("k", "self_distance", "floor"))
+    statics = ("k", "self_distance", "floor")
+    kernel = compiled(_knn_block, xp, static_argnames=statics)
+    exact = compiled(_knn_block_exact, xp, static_argnames=statics)
     rows = xp.arange(m, device=device)
     blocks = []
     for start in range(0, m, block_size):
-        stop = min(
-            start + block_size, m
-        )  # in bounds: the standard leaves the rest open
-        blocks.append(
-            kernel(
-                Q[start:stop, :],
-                rows[start:stop],
+        stop = min(start + block_size, m)  # in bounds: the standard leaves it open
+        args = (Q[start:stop, :], rows[start:stop], A, sq_q[start:stop], sq_a)
+        options = {"k": k, "self_distance": self_distance, "floor": floor}
+        found, ties = kernel(*args, **options)
+        tied = np.flatnonzero(np.asarray(to_numpy(ties)))
+        if tied.size:
+            # Rows whose k-th distance ties with a point left out: the slower
+            # search that breaks ties by index, for those rows only.
+            take = asarray(tied, xp=xp, device=device)
+            redone = exact(
+                *(xp.take(a, take, axis=0) for a in args[:2]),
                 A,
-                sq_q[start:stop],
+                xp.take(args[3], take, axis=0),
                 sq_a,
-                k=k,
-                self_distance=self_distance,
-                floor=floor,
+                **options,
             )
-        )
+            where = np.arange(stop - start)
+            where[tied] = stop - start + np.arange(tied.size)
+            found = xp.take(
+                xp.concat([found, redone], axis=0),
+                asarray(where, xp=xp, device=device),
+                axis=0,
+            )
+        blocks.append(found)
     return xp.concat(blocks, axis=0)
 
 
@@ -385,13 +398,47 @@ def _as_int(value: Any, name: str) -> int:
     raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
 
 
-def _knn_block(Q, rows, A, sq_q, sq_a, *, k, self_distance, floor):
-    """The k nearest rows of A for each row of Q; `rows` are Q's indices into A."""
-    xp = array_namespace(Q)
+def _block_distances(Q, rows, A, sq_q, sq_a, self_distance, floor, xp):
     D = _sq_distances(Q, A, sq_q, sq_a, floor, xp)
     if self_distance is not None:
         columns = xp.arange(A.shape[0], device=device(Q))
         D = xp.where(rows[:, None] == columns[None, :], self_distance, D)
+    return D
+
+
+def _knn_block(Q, rows, A, sq_q, sq_a, *, k, self_distance, floor):
+    """The k nearest rows of A for each row of Q (`rows` are Q's indices into
+    A), nearest first, and whether a row's k-th distance ties with a point
+    left out (its neighbours are then redone by :func:`_knn_block_exact`).
+
+    One selection pass (top-k, or a partition) over each row of distances.
+    JAX's ``top_k`` puts the lower index first among equal values, the
+    order :func:`_k_smallest` gives, so it never reports a tie.
+    """
+    xp = array_namespace(Q)
+    D = _block_distances(Q, rows, A, sq_q, sq_a, self_distance, floor, xp)
+    if compat.is_jax_namespace(xp):
+        import jax
+
+        return jax.lax.top_k(-D, k)[1], xp.zeros(D.shape[0], dtype=xp.bool)
+    if k == D.shape[1]:
+        found = xp.broadcast_to(xp.arange(k, device=device(D))[None, :], D.shape)
+    elif compat.is_torch_namespace(xp):
+        found = xp.topk(D, k, dim=1, largest=False, sorted=False)[1]
+    else:
+        found = xpx.argpartition(D, k - 1, axis=1)[:, :k]
+    found = xp.sort(found, axis=1)
+    values = xp.take_along_axis(D, found, axis=1)
+    kth = xp.max(values, axis=1, keepdims=True)
+    ties = xp.sum(xp.astype(D <= kth, xp.int32), axis=1) > k
+    order = xp.argsort(values, axis=1, stable=True)
+    return xp.take_along_axis(found, order, axis=1), ties
+
+
+def _knn_block_exact(Q, rows, A, sq_q, sq_a, *, k, self_distance, floor):
+    """:func:`_knn_block` with ties at the k-th distance broken by index."""
+    xp = array_namespace(Q)
+    D = _block_distances(Q, rows, A, sq_q, sq_a, self_distance, floor, xp)
     return _k_smallest(D, k, xp)
 
 
