@@ -166,6 +166,19 @@ def test_knn_ties_at_the_kth_distance_go_by_index_in_every_block(backend):
             np.testing.assert_array_equal(got, expected)
 
 
+def test_knn_tells_apart_distances_that_float32_rounds_together(backend):
+    # Distances 1 + j * 2^-40 from the origin: distinct in float64, one value
+    # in float32 (JAX's float64 search preselects in float32).
+    if backend.xp.float64 not in backend.float_dtypes():
+        pytest.skip("float64 only")
+    offsets = np.arange(40.0)[::-1] * 2.0**-40
+    X = np.concatenate([[[0.0]], (1.0 + offsets)[:, None], [[3.0]] * 23])
+    got = to_numpy(knn_indices(backend.asarray(X), 5, include_self=False))
+    np.testing.assert_array_equal(got[0], [40, 39, 38, 37, 36])
+    got = to_numpy(knn_indices(backend.asarray(X), 5, queries=backend.asarray(X[:1])))
+    np.testing.assert_array_equal(got[0], [0, 40, 39, 38, 37])
+
+
 def test_knn_all_points(backend):
     X = np.array([[0.0], [2.0], [3.0]])
     got = to_numpy(knn_indices(backend.asarray(X), 3))
