@@ -179,6 +179,19 @@ def test_knn_tells_apart_distances_that_float32_rounds_together(backend):
     np.testing.assert_array_equal(got[0], [0, 40, 39, 38, 37])
 
 
+def test_knn_of_many_points_matches_brute_force_with_ties(backend):
+    # Wide rows (NumPy searches them from a sample of the columns), points of
+    # a grid of halves with many ties, in blocks of rows.
+    X = np.random.default_rng(4).integers(0, 7, size=(1024, 2)) / 2.0
+    x = backend.asarray(X)
+    D = _brute_force(X, X)
+    for k, exclude in ((3, True), (7, False)):
+        np.fill_diagonal(D, np.inf if exclude else -np.inf)
+        expected = np.argsort(D, axis=1, kind="stable")[:, :k]
+        got = knn_indices(x, k, include_self=not exclude, block_size=300)
+        np.testing.assert_array_equal(to_numpy(got), expected)
+
+
 def test_knn_all_points(backend):
     X = np.array([[0.0], [2.0], [3.0]])
     got = to_numpy(knn_indices(backend.asarray(X), 3))
