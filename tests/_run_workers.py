@@ -127,6 +127,10 @@ def write_to_read_only_folder(folder: str, connection) -> None:
     import infoscope.runs._sqlite  # noqa: F401  (imported while still readable)
 
     _, make = stress_monitor()
+    # One Monitor in memory first: what it imports lazily (scikit-learn's
+    # repr) is imported while the checkout is still readable; nobody may not
+    # read it (a checkout in a 0700 folder).
+    make(None)
     if os.geteuid() == 0:  # root writes anywhere: become nobody
         os.setgid(65534)
         os.setuid(65534)
