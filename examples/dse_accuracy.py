@@ -145,14 +145,31 @@ class Row:
         return self.error_estimate / self.exact
 
 
+def _bandwidth(case: Case, X: np.ndarray) -> float:
+    """The case's sigma, the median pairwise distance resolved on `X`."""
+    if case.sigma != "median":
+        return case.sigma
+    return resolve_bandwidth(
+        "median", X, caller="dse_accuracy", random_state=np.random.default_rng(0)
+    )
+
+
+def _table_head(columns: list[str]) -> list[str]:
+    """The opening lines of a reST list-table with these column headers."""
+    first, *rest = columns
+    return [
+        ".. list-table::",
+        "   :header-rows: 1",
+        "",
+        f"   * - {first}",
+        *[f"     - {column}" for column in rest],
+    ]
+
+
 def measure(case: Case, n: int, *, exact: float | None = None, seed: int = 0) -> Row:
     """The exact and the approximate (default settings) DSE of one case."""
     X = case.make(n)
-    sigma = case.sigma
-    if sigma == "median":
-        sigma = resolve_bandwidth(
-            "median", X, caller="dse_accuracy", random_state=np.random.default_rng(0)
-        )
+    sigma = _bandwidth(case, X)
     if exact is None:
         exact = diffusion_spectral_entropy(X, sigma=sigma, method="exact")
     start = time.perf_counter()
@@ -199,17 +216,9 @@ def _line(row: Row) -> str:
 
 def table(rows: list[Row]) -> str:
     """The rows as the reST list-table of the user guide."""
-    lines = [
-        ".. list-table::",
-        "   :header-rows: 1",
-        "",
-        "   * - data",
-        "     - sigma",
-        "     - N",
-        "     - exact DSE (bits)",
-        "     - error",
-        "     - ``entropy_error_``",
-    ]
+    lines = _table_head(
+        ["data", "sigma", "N", "exact DSE (bits)", "error", "``entropy_error_``"]
+    )
     for row in rows:
         sigma = row.case.sigma
         shown = f"median ({row.sigma:.3g})" if sigma == "median" else f"{sigma:g}"
@@ -233,25 +242,13 @@ def table(rows: list[Row]) -> str:
 
 def nystrom_table(n: int, landmarks: list[int]) -> str:
     """The Nystrom operator's error, per case and landmark count, as reST."""
-    lines = [
-        ".. list-table::",
-        "   :header-rows: 1",
-        "",
-        "   * - data",
-        "     - sigma",
-        "     - dense operator (bits)",
-        *[f"     - {m:,} landmarks" for m in landmarks],
-    ]
+    lines = _table_head(
+        ["data", "sigma", "dense operator (bits)"]
+        + [f"{m:,} landmarks" for m in landmarks]
+    )
     for case in cases():
         X = case.make(n)
-        sigma = case.sigma
-        if sigma == "median":
-            sigma = resolve_bandwidth(
-                "median",
-                X,
-                caller="dse_accuracy",
-                random_state=np.random.default_rng(0),
-            )
+        sigma = _bandwidth(case, X)
         dense = diffusion_spectral_entropy(
             X, sigma=sigma, method="approximate", random_state=0
         )

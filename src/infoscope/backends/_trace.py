@@ -168,28 +168,18 @@ def spectral_sums(
     >>> round(float(sums.controlled(1, np.trace(A)).estimates[1]), 9)  # known
     150.0
     """
-    if basis is None:
-        Q = _power_basis(
-            apply,
-            n,
-            min(n_deflate, n),
-            xp=xp,
-            device=device,
-            dtype=dtype,
-            rng=rng,
-            n_power=n_power,
-        )
-        theta, U, residuals = _rayleigh_ritz(apply, Q, xp=xp, device=device)
-    else:
-        Q = basis
-        theta, U, residuals = _rayleigh_ritz(
-            apply,
-            Q,
-            xp=xp,
-            device=device,
-            columns=_RAYLEIGH_RITZ_COLUMNS,
-            products=products,
-        )
+    Q, theta, U, residuals = _ritz_pairs(
+        apply,
+        n,
+        n_deflate,
+        basis=basis,
+        products=products,
+        xp=xp,
+        device=device,
+        dtype=dtype,
+        rng=rng,
+        n_power=n_power,
+    )
     deflated = np.array([np.sum(f(theta)) for f in functions], dtype=np.float64)
     if Q.shape[1] >= n:
         empty = np.zeros((0, len(functions)))
@@ -279,6 +269,26 @@ def top_eigenpairs(
     >>> values.round(3)
     array([10.,  9.])
     """
+    Q, theta, U, _ = _ritz_pairs(
+        apply,
+        n,
+        k,
+        basis=basis,
+        products=products,
+        xp=xp,
+        device=device,
+        dtype=dtype,
+        rng=rng,
+        n_power=n_power,
+    )
+    k = min(k, theta.shape[0])
+    rotation = xp.asarray(U[:, :k].copy(), dtype=Q.dtype, device=device)
+    return theta[:k], matmul(Q, rotation)
+
+
+def _ritz_pairs(apply, n, k, *, basis, products, xp, device, dtype, rng, n_power):
+    """The deflation basis Q (`basis`, or `k` columns of subspace iteration)
+    and the Rayleigh-Ritz pairs of A on it: Q, theta, U, residuals."""
     if basis is None:
         Q = _power_basis(
             apply,
@@ -293,12 +303,10 @@ def top_eigenpairs(
         columns = None
     else:
         Q, columns = basis, _RAYLEIGH_RITZ_COLUMNS
-    theta, U, _ = _rayleigh_ritz(
+    theta, U, residuals = _rayleigh_ritz(
         apply, Q, xp=xp, device=device, columns=columns, products=products
     )
-    k = min(k, theta.shape[0])
-    rotation = xp.asarray(U[:, :k].copy(), dtype=Q.dtype, device=device)
-    return theta[:k], matmul(Q, rotation)
+    return Q, theta, U, residuals
 
 
 def _power_basis(apply, n, k, *, xp, device, dtype, rng, n_power):
