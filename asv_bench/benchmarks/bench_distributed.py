@@ -8,6 +8,10 @@ Each time includes drawing the chunks. ``peakmem_*`` is the peak resident size
 of this (the client) process: flat in n when only the sums come back.
 ``tests/estimators/test_distributed.py`` checks the values against the
 in-memory ones.
+
+Measured at n = 10^7 on the 2-core machine (``python -c`` driving
+``setup`` and each ``_<measure>`` once): linear CKA 33 s, approximate HSIC
+142 s, Node SNR 14 s, similarity matrix 36 s, RankMe 13 s.
 """
 
 from __future__ import annotations

@@ -31,6 +31,7 @@ from .backends import (
     take_rows,
     to_numpy,
 )
+from .backends._lazy import computed_together
 
 __all__ = [
     "NystromMap",
@@ -144,6 +145,8 @@ def median_distance(
         X = take_rows(X, rows)
         D2 = None
     if D2 is None:
+        # At most 4,000 rows: a dask array's is read from its chunks once.
+        X = computed_together(X)
         D2, scale = scaled_sq_distances(X)
     low, high = off_diagonal_middle(D2)
     return scale * (math.sqrt(low) + math.sqrt(high)) / 2.0

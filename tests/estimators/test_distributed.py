@@ -126,3 +126,46 @@ def test_streamed_measure_on_a_cluster_equals_the_in_memory_value(client, arrays
     # Nothing the size of X came back to this process or stayed on a worker.
     held = client.run(lambda dask_worker: dask_worker.state.nbytes)
     assert max(held.values()) < MEMORY_LIMIT // 4
+
+
+@pytest.mark.parametrize(
+    "name, most_reads",
+    [
+        ("linear_cka", 3),  # finiteness, the power-of-two scale, the sums
+        ("approximate_hsic", 3),  # finiteness, the median's rows, the sums
+        ("node_snr", 2),  # finiteness, the sums
+        ("similarity_matrix", 3),
+        ("rankme", 2),  # finiteness, the Gram
+    ],
+)
+def test_a_streamed_measure_reads_each_chunk_in_few_passes(name, most_reads):
+    """The sums of a pass are one graph: a chunk is drawn from its source (a
+    zarr store, a generator on a worker) once for them, not once per sum."""
+    import dask
+
+    reads: dict[tuple, int] = {}
+
+    def counted(block, block_info=None):
+        where = block_info[0]["chunk-location"]
+        reads[where] = reads.get(where, 0) + 1
+        return block
+
+    rng = np.random.default_rng(0)
+    X_host = np.abs(rng.standard_normal((4000, 16)))
+    Y_host = X_host[:, :4] + rng.standard_normal((4000, 4))
+    X = da.from_array(X_host, chunks=(1000, -1)).map_blocks(counted, dtype=float)
+    Y = da.from_array(Y_host, chunks=(1000, -1))
+    W = da.from_array(rng.standard_normal((16, 5)))
+    calls = {
+        "linear_cka": lambda: cka(X, Y, kernel_x="linear"),
+        "approximate_hsic": lambda: hsic(
+            X, Y, method="approximate", n_components=64, random_state=0
+        ),
+        "node_snr": lambda: [a.compute() for a in node_snr(X, W)[:2]],
+        "similarity_matrix": lambda: similarity_matrix([X, Y], [X, Y]).compute(),
+        "rankme": lambda: rankme(X),
+    }
+    with dask.config.set(scheduler="synchronous"):
+        calls[name]()
+    assert sorted(reads) == [(i, 0) for i in range(4)]
+    assert max(reads.values()) <= most_reads, reads

@@ -26,7 +26,14 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 
-from ..backends import compiled, float_dtype, matmul, namespace_and_device, to_numpy
+from ..backends import (
+    compiled,
+    float_dtype,
+    matmul,
+    namespace_and_device,
+    to_numpy,
+)
+from ..backends._lazy import computed_together
 
 __all__ = ["CrossMoments", "hsic_from_sums", "pair_hsic"]
 
@@ -202,6 +209,7 @@ class CrossMoments:
         operation for each block shape.
         """
         out = {}
+        self._sums = computed_together(self._sums)
         for k, v in self._sums.items():
             if isinstance(v, list):
                 out[k] = [to_numpy(x).astype(np.float64) for x in v]

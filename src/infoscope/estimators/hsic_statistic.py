@@ -51,6 +51,7 @@ from ..backends import (
     take_rows,
     to_numpy,
 )
+from ..backends._lazy import stream_row_ranges
 from ..kernels import (
     centre_gram,
     gaussian_from_sq_distances,
@@ -532,9 +533,7 @@ class Stream:
 
     def update(self, X: Any, Y: Any) -> None:
         """Feed the samples `batch` rows at a time (views, no copy of the data)."""
-        n, batch = X.shape[0], self.options.batch
-        for start in range(0, n, batch):
-            stop = min(start + batch, n)
+        for start, stop in stream_row_ranges(X, self.options.batch):
             chunk = (slice(start, stop), ...)
             self.streamed.update(*self.scaled(X[chunk], Y[chunk]))
 

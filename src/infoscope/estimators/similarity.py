@@ -37,6 +37,7 @@ from ..backends import (
     namespace_name,
     pairwise_sq_distances,
 )
+from ..backends._lazy import stream_row_ranges
 from ..kernels import (
     centre_gram,
     gaussian_from_sq_distances,
@@ -163,9 +164,8 @@ def _features_are_smaller(a: list, b: list | None, debiased: bool) -> bool:
 def _linear_moments(a, b, debiased) -> tuple[list, list]:
     moments = CrossMoments(unbiased=debiased, symmetric=b is None)
     n = a[0].shape[0]
-    for start in range(0, n, CHUNK):
-        stop = min(start + CHUNK, n)
-        rows = slice(start, stop) if n > CHUNK else slice(None)
+    for start, stop in stream_row_ranges(a[0], CHUNK):
+        rows = slice(start, stop) if (start, stop) != (0, n) else slice(None)
         moments.update(
             [X[rows, ...] for X in a], None if b is None else [Y[rows, ...] for Y in b]
         )

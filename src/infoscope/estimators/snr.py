@@ -39,6 +39,7 @@ from ..backends import (
     namespace_and_device,
     to_numpy,
 )
+from ..backends._lazy import computed_together, stream_row_ranges
 from ._base import BATCH_SIZE, InfoscopeEstimator, check_array, check_params
 
 __all__ = ["NodeSNR", "NodeSNRResult", "NodeSNRRow", "node_snr", "node_snr_table"]
@@ -200,9 +201,7 @@ class _Moments:
         """Add the samples of `X` (validated, in W's dtype)."""
         xp = array_namespace(X, W)
         n = X.shape[0]
-        step = n if batch_size is None else batch_size
-        for start in range(0, n, step):
-            stop = min(start + step, n)
+        for start, stop in stream_row_ranges(X, batch_size):
             batch = X[start:stop, ...] if (start, stop) != (0, n) else X
             self._add(batch, W, xp)
 
@@ -229,6 +228,11 @@ class _Moments:
 
     def measures(self, W: Any, normalize_inputs: bool) -> tuple[Any, Any, Any, Any]:
         """S, F, c and the per-node sign disagreements from the statistics."""
+        names = ("cross", "sum_r", "sum_x", "n_active", "max_x")
+        # dask: every sum of the pass in one graph, the chunks read once.
+        values = computed_together([getattr(self, name) for name in names])
+        for name, value in zip(names, values, strict=True):
+            setattr(self, name, value)
         kernel = compiled(
             _measures, array_namespace(W), static_argnames=("normalize_inputs",)
         )
