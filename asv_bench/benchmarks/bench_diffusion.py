@@ -167,7 +167,8 @@ class DiffusionApproximateLarge(BackendBenchmark):
     track_approximate_dse_traced_peak.unit = "bytes"
 
     def track_entropy_error_percent(self, backend, n, dtype):
-        """``entropy_error_`` relative to ``entropy_`` (probing error only)."""
+        """``entropy_error_`` relative to ``entropy_``: the probing's error, or
+        at least the bound on the Nystrom operator's where it is used."""
         fitted = self._fit()
         return 100 * fitted.entropy_error_ / fitted.entropy_
 
