@@ -156,6 +156,38 @@ def test_pair_functions_match_the_definitions(backend, measure):
     close(value, REFERENCE[measure](X, Y, False, 4), backend.float_dtypes()[-1])
 
 
+def paper_cknna(X, Y, k):
+    """Huh et al. 2024, appendix A, eqs. 12 and 16-18 as written: each row
+    of the Gram centred by its own mean, ``K_ij - E_l K_il``."""
+    K, L = X @ X.T, Y @ Y.T
+    Kr = K - K.mean(axis=1, keepdims=True)
+    Lr = L - L.mean(axis=1, keepdims=True)
+    a, b = ref_neighbours(X, k), ref_neighbours(Y, k)
+
+    def align(A, B, sets):
+        return sum(A[i, j] * B[i, j] for i, s in enumerate(sets) for j in s)
+
+    mutual = [s & t for s, t in zip(a, b, strict=True)]
+    return align(Kr, Lr, mutual) / math.sqrt(align(Kr, Kr, a) * align(Lr, Lr, b))
+
+
+def test_cknna_is_the_papers_formula_on_centred_data_and_translation_free():
+    # Eq. 12 centres each row (not symmetric, and it changes when the data
+    # move); eqs. 13-15 and the paper's limit k -> n (CKA) treat the result
+    # as CKA's H K H. infoscope takes H K H: the literal formula on
+    # column-centred data, and unchanged by a translation.
+    rng = np.random.default_rng(7)
+    X = rng.normal(size=(80, 6))
+    Y = np.tanh(X @ rng.normal(size=(6, 4))) + 0.2 * rng.normal(size=(80, 4))
+    Xc, Yc = X - X.mean(axis=0), Y - Y.mean(axis=0)
+    value = cknna(Xc, Yc, n_neighbors=7)
+    assert value == pytest.approx(paper_cknna(Xc, Yc, 7), abs=1e-12)
+    moved = cknna(X + 3.0, Y - 2.0, n_neighbors=7)
+    assert moved == pytest.approx(value, abs=1e-12)
+    # The literal row centring is not translation-free: it moves.
+    assert abs(paper_cknna(X + 3.0, Y - 2.0, 7) - value) > 1e-3
+
+
 def test_mutual_knn_reproduces_platonic_rep_on_normalised_rows():
     # platonic-rep: rows L2-normalised, neighbours of largest inner product.
     rng = np.random.default_rng(4)

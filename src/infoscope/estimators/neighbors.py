@@ -222,11 +222,14 @@ def cknna(X: Any, Y: Any, *, n_neighbors: int = 10) -> float:
 
     Notes
     -----
-    The paper defines the kernel alignment over the mutual neighbour pairs;
-    platonic-rep's code computes something else: Song's unbiased HSIC of the
-    *uncentred* Grams multiplied by the neighbour masks, with the self terms
-    over each side's own mask and 1e-6 added to the denominator. infoscope
-    follows the paper (see the user guide).
+    The paper (appendix A, eq. 12) writes the centring row by row,
+    ``K_ij - E_l K_il``, which is not symmetric and changes when the data
+    are translated; its eqs. 13-15 and its limit (CKA as k grows) treat the
+    result as CKA's ``H K H``, which infoscope takes. On column-centred data
+    the two are the same. platonic-rep's code computes something else:
+    Song's unbiased HSIC of the *uncentred* Grams multiplied by the
+    neighbour masks, with the self terms over each side's own mask and 1e-6
+    added to the denominator (see the user guide).
 
     Examples
     --------
