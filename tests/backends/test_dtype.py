@@ -20,6 +20,21 @@ def test_supports_float64_matches_the_device(backend):
     assert backend.has_float64 is expected
 
 
+def test_supports_float64_reads_what_the_namespace_info_reports(backend):
+    # JAX is answered from its x64 flag (its info rebuilds a table per call):
+    # the answer must stay the one the standard's inspection API gives.
+    info = backend.xp.__array_namespace_info__()
+    try:
+        dtypes = info.dtypes(device=backend.device, kind="real floating")
+    except TypeError:
+        dtypes = info.dtypes(kind="real floating")
+    expected = "float64" in dtypes
+    if backend.spec.library == "torch":
+        # torch's info lists float64 on every device; MPS lacks it.
+        expected = device_name(backend.device) != "mps"
+    assert supports_float64(backend.xp, backend.device) is expected
+
+
 def test_float_dtype_is_the_widest(backend):
     xp = backend.xp
     widest = float_dtype(xp, backend.device)

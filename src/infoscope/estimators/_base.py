@@ -29,6 +29,7 @@ from sklearn.utils.validation import check_is_fitted
 from ..backends import (
     as_float,
     check_memory,
+    compiled,
     device_name,
     is_array,
     itemsize,
@@ -247,6 +248,11 @@ def check_array(
     return X
 
 
+def _sum_is_finite(X: Any) -> Any:
+    xp = compat.array_namespace(X)
+    return xp.isfinite(xp.sum(X))
+
+
 def check_finite(X: Any, *, caller: str, name: str) -> None:
     """Raise a ValueError naming `caller` and `name` if `X` holds NaN or infinity.
 
@@ -264,7 +270,7 @@ impute those samples first.
     # One reduction decides the common case; the count (a mask as large as X)
     # is paid only when the sum is not finite, which a large but finite X can
     # also cause, so the count is what raises.
-    if bool(xp.isfinite(xp.sum(X))):
+    if bool(compiled(_sum_is_finite, xp)(X)):
         return
     bad = int(xp.sum(xp.astype(~xp.isfinite(X), xp.int32)))
     if bad:

@@ -33,9 +33,10 @@ from numbers import Real
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, is_dask_namespace
+from array_api_compat import array_namespace, is_dask_namespace, is_numpy_namespace
 
 from ..backends import (
+    asarray,
     compiled,
     matmul,
     namespace_and_device,
@@ -77,10 +78,22 @@ def singular_values(X: Any, *, center: bool) -> Any:
     """
     xp, device = namespace_and_device(X)
     wide = xp.float64 if supports_float64(xp, device) else X.dtype
-    kernel = compiled(
-        _singular_values_kernel, xp, static_argnames=("wide", "center", "host")
-    )
-    s, finite = kernel(X, wide=wide, center=center, host=host_lapack(xp, device))
+    if is_dask_namespace(xp) or (
+        host_lapack(xp, device) and not is_numpy_namespace(xp)
+    ):
+        # The eigenproblem is solved on the host either way: bring the small
+        # Gram there. A dask Gram is a sum over the chunks, computed where
+        # they live (a cluster's workers); JAX on the CPU saves a callback.
+        gram = compiled(_gram, xp, static_argnames=("wide", "center"))
+        G = to_numpy(gram(X, wide=wide, center=center))
+        finite = bool(np.all(np.isfinite(G)))
+        w = np.flip(symmetric_eigenvalues(G if finite else np.zeros_like(G)))
+        s = asarray(np.sqrt(np.where(w > 0, w, 0.0)), xp=xp, device=device)
+    else:
+        kernel = compiled(
+            _singular_values_kernel, xp, static_argnames=("wide", "center")
+        )
+        s, finite = kernel(X, wide=wide, center=center)
     if not bool(finite):
         raise ValueError(
             "eigvalsh: the matrix contains NaN or infinity (its entries overflowed, "
@@ -89,25 +102,21 @@ def singular_values(X: Any, *, center: bool) -> Any:
     return s
 
 
-def _singular_values_kernel(
-    X: Any, *, wide: Any, center: bool, host: bool
-) -> tuple[Any, Any]:
-    """:func:`singular_values` and whether the Gram is finite; compiled for JAX."""
+def _gram(X: Any, *, wide: Any, center: bool) -> Any:
+    """The smaller Gram of X (centred by column means if asked), in `wide`."""
     xp = array_namespace(X)
     X = xp.astype(X, wide, copy=False)
     if center:
         X = X - xp.mean(X, axis=0)
     n, d = X.shape
-    G = matmul(X.T, X) if n >= d else matmul(X, X.T)
-    if is_dask_namespace(xp):
-        # The Gram is a sum over the chunks of samples, computed where they
-        # live (a dask.distributed cluster's workers); only the small result
-        # comes back for the eigenproblem.
-        G = np.asarray(to_numpy(G), dtype=np.float64)
-        w = np.flip(symmetric_eigenvalues(G, overwrite=True))
-        s = np.sqrt(np.where(w > 0, w, 0.0))
-        return xp.asarray(s), bool(np.all(np.isfinite(w)))
-    w = xp.flip(symmetric_eigenvalues(G, host=host))
+    return matmul(X.T, X) if n >= d else matmul(X, X.T)
+
+
+def _singular_values_kernel(X: Any, *, wide: Any, center: bool) -> tuple[Any, Any]:
+    """:func:`singular_values` on the device, and whether the Gram is finite."""
+    xp = array_namespace(X)
+    G = _gram(X, wide=wide, center=center)
+    w = xp.flip(symmetric_eigenvalues(G))
     return xp.sqrt(xp.where(w > 0, w, xp.zeros_like(w))), xp.all(xp.isfinite(G))
 
 
