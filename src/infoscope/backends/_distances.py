@@ -419,10 +419,11 @@ def _knn_block(Q, rows, A, sq_q, sq_a, *, k, self_distance, floor):
     D = _block_distances(Q, rows, A, sq_q, sq_a, self_distance, floor, xp)
     if compat.is_jax_namespace(xp):
         return _jax_k_smallest(D, k, xp)
-    if compat.is_numpy_array(D) and D.shape[1] >= _NUMPY_SAMPLED_MIN_COLUMNS * k:
-        found = _numpy_k_smallest(D, k)
+    partial_sort = compat.is_torch_namespace(xp) or compat.is_cupy_namespace(xp)
+    if not partial_sort and D.shape[1] >= _SAMPLED_MIN_COLUMNS * k:
+        found = _sampled_k_smallest(D, k, xp)
         if found is not None:
-            return found, np.zeros(D.shape[0], dtype=bool)
+            return found, xp.zeros(D.shape[0], dtype=xp.bool, device=device(D))
     if k == D.shape[1]:
         found = xp.broadcast_to(xp.arange(k, device=device(D))[None, :], D.shape)
     elif compat.is_torch_namespace(xp):
@@ -437,30 +438,50 @@ def _knn_block(Q, rows, A, sq_q, sq_a, *, k, self_distance, floor):
     return xp.take_along_axis(found, order, axis=1), ties
 
 
-#: NumPy rows at least this many times k wide are searched from a sample.
-_NUMPY_SAMPLED_MIN_COLUMNS = 64
-#: Every how many columns the NumPy sample takes.
-_NUMPY_SAMPLE_STRIDE = 8
+#: Rows at least this many times k wide are searched from a sample.
+_SAMPLED_MIN_COLUMNS = 64
+#: Every how many columns the sample takes.
+_SAMPLE_STRIDE = 8
 
 
-def _numpy_k_smallest(D: np.ndarray, k: int) -> np.ndarray | None:
-    """The k smallest of each row of a NumPy `D`, by (value, index), exactly.
+def _sampled_k_smallest(D: Any, k: int, xp: Any) -> Any:
+    """The k smallest of each row of `D`, by (value, index), exactly.
 
-    NumPy's partition is slow per element; this one partitions a sample of
-    every eighth column instead. Its k-th smallest t bounds the row's k-th
-    smallest from above, so the entries ``<= t`` (about 8 k of them, every
-    tie at the k-th distance included) hold the answer; they are ordered by
-    (row, value, column) in one sort. None where a row has fewer than k
-    such entries (NaN distances): the caller's general search handles it.
+    For NumPy, whose partition is slow per element, and for libraries with
+    no partial sort at all (array-api-strict: array-api-extra's
+    ``argpartition`` sorts whole rows there). A sample of every eighth column
+    is partitioned (NumPy) or sorted; its k-th smallest t bounds the row's
+    k-th smallest from above, so the entries ``<= t`` (about 8 k of them,
+    every tie at the k-th distance included) hold the answer, and they are
+    ordered by (row, value, column) in one lexicographic sort (NumPy) or two
+    stable ones. None where a row has fewer than k such entries (NaN
+    distances): the caller's general search handles it.
     """
-    sample = D[:, ::_NUMPY_SAMPLE_STRIDE]
-    t = np.partition(sample, k - 1, axis=1)[:, k - 1 : k]
-    rows, columns = np.nonzero(D <= t)
-    starts = np.searchsorted(rows, np.arange(D.shape[0] + 1))
-    if np.diff(starts).min() < k:
+    n_rows, n = D.shape
+    sample = D[:, ::_SAMPLE_STRIDE]
+    numpy = compat.is_numpy_array(D)
+    if numpy:
+        t = np.partition(sample, k - 1, axis=1)[:, k - 1 : k]
+    else:
+        t = xp.sort(sample, axis=1)[:, k - 1 : k]
+    mask = D <= t
+    counts = xp.sum(xp.astype(mask, xp.int64), axis=1)
+    if int(xp.min(counts)) < k:
         return None
-    order = np.lexsort((columns, D[rows, columns], rows))
-    return columns[order][starts[:-1, None] + np.arange(k)[None, :]]
+    rows, columns = xp.nonzero(mask)
+    if numpy:
+        order = np.lexsort((columns, D[rows, columns], rows))
+    else:
+        values = xp.take(xp.reshape(D, (-1,)), rows * n + columns)
+        # nonzero lists row by row, columns ascending: a stable sort by value
+        # keeps equal values in (row, column) order, and then by row.
+        by_value = xp.argsort(values, stable=True)
+        order = xp.take(by_value, xp.argsort(xp.take(rows, by_value), stable=True))
+    starts = xp.cumulative_sum(counts) - counts
+    ks = xp.arange(k, dtype=starts.dtype, device=device(D))
+    positions = starts[:, None] + ks[None, :]
+    found = xp.take(xp.take(columns, order), xp.reshape(positions, (-1,)))
+    return xp.reshape(found, (n_rows, k))
 
 
 #: Extra float32 candidates of JAX's float64 search.
