@@ -16,7 +16,7 @@ Policy
   moved to the device, so every backend sees the same draws.
 """
 
-from ._convert import asarray, to_numpy
+from ._convert import asarray, host_view, host_views, private_copy, to_numpy
 from ._distances import (
     knn_indices,
     pairwise_sq_distances,
@@ -62,11 +62,14 @@ __all__ = [
     "eigvalsh",
     "float_dtype",
     "format_bytes",
+    "host_view",
+    "host_views",
     "is_array",
     "itemsize",
     "knn_indices",
     "matmul",
     "namespace_and_device",
+    "private_copy",
     "namespace_name",
     "off_diagonal_middle",
     "order_statistics",

@@ -11,7 +11,7 @@ import numpy as np
 from ._dtype import supports_float64
 from ._namespace import is_array
 
-__all__ = ["asarray", "to_numpy"]
+__all__ = ["asarray", "host_view", "host_views", "private_copy", "to_numpy"]
 
 
 def to_numpy(x: Any, /) -> np.ndarray:
@@ -47,6 +47,72 @@ def to_numpy(x: Any, /) -> np.ndarray:
         cpu = array_api_strict.Device("CPU_DEVICE")
         return np.from_dlpack(x.to_device(cpu))
     return np.from_dlpack(compat.to_device(x, "cpu"))
+
+
+def host_view(x: Any, /) -> np.ndarray | None:
+    """A read-only NumPy array on `x`'s own memory, or None.
+
+    For NumPy arrays and JAX arrays on the CPU, whose buffers NumPy reads in
+    place (no copy). Small reductions of such arrays (sums, moments, tall
+    Grams) are faster through NumPy: JAX pays 10 to 100 microseconds to
+    dispatch each operation, and XLA's CPU matrix products run two to four
+    times slower than NumPy's BLAS (500 x 32 and 2,000 x 64 Grams, float32
+    and float64). None for every other library and device, and for JAX
+    values being traced (inside ``jax.jit``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.backends import host_view
+    >>> host_view(np.ones(2))
+    array([1., 1.])
+    """
+    if isinstance(x, np.ndarray):
+        return x
+    if compat.is_jax_array(x):
+        import jax
+
+        if isinstance(x, jax.core.Tracer):
+            return None
+        if all(d.platform == "cpu" for d in x.devices()):
+            return np.asarray(x)
+    return None
+
+
+def host_views(*arrays: Any) -> tuple[np.ndarray, ...] | None:
+    """:func:`host_view` of every one of `arrays`, or None if one has none.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.backends import host_views
+    >>> host_views(np.ones(1), np.zeros(1))
+    (array([1.]), array([0.]))
+    """
+    views = tuple(host_view(a) for a in arrays)
+    return None if any(v is None for v in views) else views
+
+
+def private_copy(x: Any, /) -> Any:
+    """A copy of `x` that no later in-place write to `x` can change.
+
+    JAX arrays are immutable: they are returned as they are, without the
+    cost of an eager copy.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.backends import private_copy
+    >>> a = np.zeros(2)
+    >>> b = private_copy(a)
+    >>> a[0] = 1.0
+    >>> b
+    array([0., 0.])
+    """
+    if compat.is_jax_array(x):
+        return x
+    xp = compat.array_namespace(x)
+    return xp.asarray(x, copy=True)
 
 
 def asarray(x: Any, /, *, xp: ModuleType, device: Any = None, dtype: Any = None) -> Any:

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import numpy as np
 from sklearn.utils import TransformerTags
 from sklearn.utils.validation import check_is_fitted
 
-from ..backends import asarray, check_random_state, is_array, namespace_and_device
+from ..backends import (
+    asarray,
+    check_random_state,
+    host_view,
+    host_views,
+    is_array,
+    namespace_and_device,
+)
 from ..kernels import centre_gram, gram_inner
 from ._base import InfoscopeEstimator, StrOptions, check_array, check_finite_result
 from .hsic_features import StreamedHSIC
@@ -214,6 +222,11 @@ class HSICPlane(InfoscopeEstimator):
         check_exact_fits(
             n, PLANE_FIT_ARRAYS, X, caller, "Use method='approximate' (linear in n)"
         )
+        views = host_views(X, Y)
+        if views is not None and isinstance(kx.kind, str) and isinstance(ky.kind, str):
+            # JAX's CPU buffers, read in place (as in hsic's exact method):
+            # the cached Grams, and the layers' in transform, are NumPy's.
+            X, Y = views
         K, self.sigma_x_, self._factor_x = kx.gram(X, rng, caller)
         self._centred_x = centre_gram(K, unbiased=unbiased)
         L, self.sigma_y_, self._factor_y = ky.gram(Y, rng, caller)
@@ -327,8 +340,11 @@ class HSICPlane(InfoscopeEstimator):
         c = normalizer(self.n_samples_, unbiased)
         kernel = self._layer_kernel()
         rng = check_random_state(self.random_state)
+        on_host = isinstance(self._centred_x, np.ndarray)
         rows = []
         for name, H in layers:
+            if on_host:
+                H = host_view(H)
             K, _, factor_h = kernel.gram(H, rng, caller)
             K = centre_gram(K, unbiased=unbiased)
             to_x = gram_inner(K, self._centred_x) / c

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from scipy import stats
 
-from ..backends import check_random_state, namespace_and_device
+from ..backends import check_random_state, host_views, namespace_and_device
 from ..kernels import centre_gram, gram_inner
 from ._base import Interval, StrOptions, check_finite_result, check_params
 from .hsic_statistic import (
@@ -119,6 +119,9 @@ def hsic_test(
         kernel_x=kernel_x, kernel_y=kernel_y, sigma_x=sigma_x, sigma_y=sigma_y
     ).kernels()
     unbiased = estimator == "unbiased"
+    views = host_views(X, Y)
+    if views is not None and isinstance(kx.kind, str) and isinstance(ky.kind, str):
+        X, Y = views  # JAX's CPU buffers, read in place (as in hsic's exact method)
     check_exact_fits(
         n,
         PERMUTATION_ARRAYS,

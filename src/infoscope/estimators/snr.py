@@ -34,9 +34,11 @@ from array_api_compat import array_namespace
 from ..backends import (
     asarray,
     compiled,
+    host_view,
     is_array,
     matmul,
     namespace_and_device,
+    private_copy,
     to_numpy,
 )
 from ..backends._lazy import computed_together, stream_row_ranges
@@ -147,6 +149,8 @@ def _check_weights(W: Any, X: Any, *, caller: str, name: str, x_name: str = "X")
 
 
 def _common_dtype(X: Any, W: Any) -> tuple[Any, Any]:
+    if X.dtype == W.dtype:
+        return X, W
     xp = array_namespace(X, W)
     dtype = xp.result_type(X, W)
     return xp.astype(X, dtype, copy=False), xp.astype(W, dtype, copy=False)
@@ -186,6 +190,19 @@ def _moments(X: Any, R: Any, xp: Any) -> tuple[Any, ...]:
     )
 
 
+def _on_host_if_faster(X: Any, W: Any) -> tuple[Any, Any]:
+    """X and W as NumPy views of JAX's CPU buffers, else as they are.
+
+    The statistics are a few matrix products and column sums: on the CPU,
+    NumPy's BLAS computes them from JAX's own memory faster than XLA does,
+    and without a compiled function per batch shape.
+    """
+    views = host_view(X), host_view(W)
+    if views[0] is None or views[1] is None:
+        return X, W
+    return views
+
+
 class _Moments:
     """Sufficient statistics of one layer, accumulated over batches of samples.
 
@@ -199,6 +216,7 @@ class _Moments:
 
     def update(self, X: Any, W: Any, batch_size: int | None = None) -> None:
         """Add the samples of `X` (validated, in W's dtype)."""
+        X, W = _on_host_if_faster(X, W)
         xp = array_namespace(X, W)
         n = X.shape[0]
         for start, stop in stream_row_ranges(X, batch_size):
@@ -254,9 +272,18 @@ class _Moments:
         arithmetic: ``x~`` undefined (a feature's maximum is exactly -0.001),
         or ``x^T r`` beyond the float range.
         """
+        device_W = W
+        if isinstance(self.cross, np.ndarray) and not isinstance(W, np.ndarray):
+            # The sums were made by NumPy on JAX's CPU buffers: so is the rest.
+            W = host_view(W)
         S, F, c, signs = self.measures(W, normalize_inputs)
         xp = array_namespace(c)
         if bool(xp.all(xp.isfinite(c))):
+            if W is device_W:
+                return S, F, c, signs
+            xp_W, device = namespace_and_device(device_W)
+            # The per-node counts feed host summaries only: they stay there.
+            S, F, c = (asarray(a, xp=xp_W, device=device) for a in (S, F, c))
             return S, F, c, signs
         if normalize_inputs and bool(xp.any(self.max_x + _MAX_EPS == 0)):
             raise ValueError(
@@ -316,8 +343,12 @@ def _summary(S: Any, F: Any, signs: Any) -> tuple[float, float, int, int]:
     One transfer, not one per number: a GPU synchronises once, and a dask
     graph is computed once.
     """
-    xp = array_namespace(S, F, signs)
-    host = to_numpy(xp.stack([S, F, xp.astype(signs, S.dtype)]))
+    views = [host_view(a) for a in (S, F, signs)]
+    if all(v is not None for v in views):
+        host = np.stack([views[0], views[1], views[2].astype(views[0].dtype)])
+    else:
+        xp = array_namespace(S, F, signs)
+        host = to_numpy(xp.stack([S, F, xp.astype(signs, S.dtype)]))
     means = []
     for values in host[:2]:
         valid = values[~np.isnan(values)]
@@ -680,9 +711,8 @@ default=None
                 )
             W = _check_weights(weights, X, caller=caller, name="weights")
             X, W = _common_dtype(X, W)
-            xp = array_namespace(X, W)
             # A copy: the sums depend on W, which must not change mid-stream.
-            self._weights = xp.astype(W, W.dtype, copy=True)
+            self._weights = private_copy(W)
             self._moments = _Moments()
         else:
             X = self._validate_data(X, reset=False, method="partial_fit")
