@@ -37,6 +37,7 @@ from ..backends import (
     eigvals_abs,
     eigvalsh,
     float_dtype,
+    host_views,
     matmul,
     namespace_and_device,
     scaled_sq_distances,
@@ -187,6 +188,11 @@ def _subset_entropies(Z, options, sigma, caller):
         _check_exact_fits(n, xp, device, caller)
     except MemoryLimitError:
         return None
+    views = host_views(Z)
+    if views is not None:
+        # JAX's CPU buffer read in place: NumPy's LAPACK decomposes the blocks
+        # as they are, where JAX pads them to compiled shapes and calls back.
+        (Z,) = views
     G = gaussian_kernel(Z, sigma=sigma)
 
     def entropies(blocks: list[np.ndarray]) -> np.ndarray:

@@ -49,6 +49,7 @@ from ..backends import (
     asarray,
     compiled,
     float_dtype,
+    host_view,
     is_array,
     itemsize,
     namespace_and_device,
@@ -125,8 +126,12 @@ def check_kernel_matrix(
             f"empirical_ntk(model, X) without X2 (any output_mode: a 'full' "
             f"NTK of shape (n k, n k) is square too)."
         )
-    xp, _ = namespace_and_device(K)
-    _check_symmetric(K, xp, caller, name)
+    view = host_view(K)
+    if view is not None:
+        # JAX's CPU buffer read in place: NumPy's blocks, no eager dispatches.
+        _check_symmetric(view, array_namespace(view), caller, name)
+    else:
+        _check_symmetric(K, namespace_and_device(K)[0], caller, name)
     return K
 
 
@@ -286,6 +291,21 @@ def kernel_spectrum(
     (default: the argument).
     """
     what = f"`{name}`" if what is None else what
+    view = host_view(K)
+    if view is not None and not isinstance(K, np.ndarray):
+        # JAX on the CPU: NumPy's LAPACK on JAX's buffer, read in place (the
+        # compiled path would call it back anyway, after a copy).
+        spectrum = kernel_spectrum(
+            view,
+            *namespace_and_device(view),
+            base=base,
+            normalize=normalize,
+            caller=caller,
+            name=name,
+            what=what,
+        )
+        eigenvalues = asarray(spectrum.eigenvalues, xp=xp, device=device)
+        return spectrum._replace(eigenvalues=eigenvalues)
     check_square_arrays_fit(
         K.shape[0],
         SPECTRUM_ARRAYS,
@@ -725,9 +745,16 @@ def _mutual_information(
 ) -> NTKMutualInformationResult:
     xp, device = namespace_and_device(K)
     classes, members = _class_members(K, y, classes, caller=caller, name=name)
+    # JAX on the CPU: the blocks are decomposed by NumPy's LAPACK on JAX's
+    # buffer, read in place, as they are (no padding to compiled shapes).
+    view = host_view(K)
+    work_xp, work_device = (
+        (xp, device) if view is None else (array_namespace(view), None)
+    )
+    K = K if view is None else view
     if normalize:
         # The normalisation is entry-wise: normalising once normalises every block.
-        K = cosine_normalized(K, xp, caller=caller, name=name)
+        K = cosine_normalized(K, work_xp, caller=caller, name=name)
     n_classes = len(classes)
     largest, _ = _combination_sizes(n_classes, max_combination_size, caller)
     labels = classes.tolist()
@@ -737,7 +764,7 @@ def _mutual_information(
         for combo in itertools.combinations(range(n_classes), size)
     ]
     blocks = [np.sort(np.concatenate([members[j] for j in combo])) for combo in combos]
-    nats, clipped = block_entropies_nats(K, blocks, xp, device)
+    nats, clipped = block_entropies_nats(K, blocks, work_xp, work_device)
     undefined = np.flatnonzero(np.isnan(nats))
     if undefined.size:
         combo = combos[undefined[0]]

@@ -31,6 +31,7 @@ from ..backends import (
     asarray,
     check_random_state,
     device_name,
+    host_views,
     is_array,
     matmul,
     namespace_and_device,
@@ -121,6 +122,8 @@ def _min_samples(measure: str, debiased: bool) -> int:
 
 
 def _as_common_dtype(arrays: list[Any]) -> list[Any]:
+    if all(a.dtype == arrays[0].dtype for a in arrays):
+        return arrays
     xp, _ = namespace_and_device(*arrays)
     dtype = xp.result_type(*arrays)
     return [xp.astype(a, dtype, copy=False) for a in arrays]
@@ -238,6 +241,8 @@ def _neighbour_matrix(a, b, measure, n_neighbors, caller):
 def compute_matrix(a, b, params: dict, caller: str) -> tuple[list, list]:
     """Validated layers and parameters -> (rows of floats, undefined pairs)."""
     measure, debiased = params["measure"], params["debiased"]
+    if measure in ("linear_cka", "rbf_cka"):
+        a, b = _on_host_if_possible(a, b)
     if measure == "linear_cka" and _features_are_smaller(a, b, debiased):
         return _linear_moments(a, b, debiased)
     if measure in ("linear_cka", "rbf_cka"):
@@ -246,6 +251,19 @@ def compute_matrix(a, b, params: dict, caller: str) -> tuple[list, list]:
             a, b, kernel, params["sigma"], debiased, params["random_state"], caller
         )
     return _neighbour_matrix(a, b, measure, params["n_neighbors"], caller)
+
+
+def _on_host_if_possible(a: list, b: list | None) -> tuple[list, list | None]:
+    """The layers as NumPy views of JAX's CPU buffers, else as they are.
+
+    CKA's Grams and feature sums are matrix products and sums: NumPy's BLAS
+    forms them from JAX's own memory faster than XLA's CPU backend does
+    (see :func:`~infoscope.backends.host_view`); the result is a few floats.
+    """
+    views = host_views(*a, *(b or []))
+    if views is None:
+        return a, b
+    return list(views[: len(a)]), None if b is None else list(views[len(a) :])
 
 
 def _warn_undefined(undefined, names_a, names_b, caller) -> None:
@@ -476,7 +494,7 @@ class SimilarityMatrix(InfoscopeEstimator):
             self.n_samples_seen_ = 0
         else:
             self._check_chunk(a, b, caller)
-        self._moments.update(a, b)
+        self._moments.update(*_on_host_if_possible(a, b))
         self.n_samples_seen_ += a[0].shape[0]
         if self.n_samples_seen_ >= _min_samples("linear_cka", self.debiased):
             rows, undefined = self._moments.cka_matrix()
