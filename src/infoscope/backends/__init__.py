@@ -16,7 +16,7 @@ Policy
   moved to the device, so every backend sees the same draws.
 """
 
-from ._convert import asarray, host_view, host_views, private_copy, to_numpy
+from ._convert import asarray, asarrays, host_view, host_views, private_copy, to_numpy
 from ._distances import (
     knn_indices,
     pairwise_sq_distances,
@@ -50,6 +50,7 @@ __all__ = [
     "as_float",
     "available_memory",
     "asarray",
+    "asarrays",
     "check_memory",
     "check_ntk_memory",
     "check_random_state",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+import math
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
@@ -11,7 +14,7 @@ import numpy as np
 from ._dtype import supports_float64
 from ._namespace import is_array
 
-__all__ = ["asarray", "host_view", "host_views", "private_copy", "to_numpy"]
+__all__ = ["asarray", "asarrays", "host_view", "host_views", "private_copy", "to_numpy"]
 
 
 def to_numpy(x: Any, /) -> np.ndarray:
@@ -143,3 +146,50 @@ def asarray(x: Any, /, *, xp: ModuleType, device: Any = None, dtype: Any = None)
         x = x.astype(jax.dtypes.canonicalize_dtype(dtype or x.dtype), copy=False)
         return jax.device_put(x, device)
     return xp.asarray(x, device=device, dtype=dtype)
+
+
+def asarrays(
+    arrays: Sequence[np.ndarray], /, *, xp: ModuleType, device: Any = None
+) -> tuple:
+    """:func:`asarray` of each NumPy array of `arrays`, in one transfer for JAX.
+
+    JAX spends 30 to 40 microseconds on each transfer, however small the
+    array: arrays of one dtype are sent as one buffer and cut on the device
+    by a compiled function (one per combination of shapes).
+
+    Examples
+    --------
+    >>> import numpy as np, array_api_compat.numpy as xp
+    >>> from infoscope.backends import asarrays
+    >>> a, b = asarrays([np.zeros(2), np.ones((2, 2))], xp=xp)
+    >>> b.shape
+    (2, 2)
+    """
+    arrays = [np.asarray(a) for a in arrays]
+    dtypes = {a.dtype for a in arrays}
+    if not compat.is_jax_namespace(xp) or len(arrays) < 2 or len(dtypes) > 1:
+        return tuple(asarray(a, xp=xp, device=device) for a in arrays)
+    flat = asarray(
+        np.concatenate([a.reshape(-1) for a in arrays]), xp=xp, device=device
+    )
+    shapes = tuple(tuple(a.shape) for a in arrays)
+    return _cut(flat, shapes=shapes)
+
+
+@functools.cache
+def _jax_cut() -> Any:
+    import jax
+
+    def cut(flat: Any, *, shapes: tuple) -> tuple:
+        pieces, start = [], 0
+        for shape in shapes:
+            size = math.prod(shape)
+            pieces.append(flat[start : start + size].reshape(shape))
+            start += size
+        return tuple(pieces)
+
+    return jax.jit(cut, static_argnames=("shapes",))
+
+
+def _cut(flat: Any, *, shapes: tuple) -> tuple:
+    return _jax_cut()(flat, shapes=shapes)

@@ -37,6 +37,7 @@ from array_api_compat import array_namespace, is_dask_namespace
 
 from ..backends import (
     asarray,
+    asarrays,
     compiled,
     matmul,
     namespace_and_device,
@@ -412,20 +413,17 @@ class RepresentationGeometry(InfoscopeEstimator):
         xp, device = namespace_and_device(X)
         s, s_host = spectra[0]
         _check_nonzero(s_host, caller)
-        self.singular_values_ = (
-            s if s is not None else asarray(s_host, xp=xp, device=device)
-        )
         self.rankme_ = rankme_from(s_host, self.eps)
         self.stable_rank_ = stable_rank_from(s_host)
         s_cov, s_cov_host = spectra[-1]
         _check_nonzero(s_cov_host, caller)
         scale = max(X.shape[0] - 1, 1)
         eigenvalues = s_cov_host.astype(np.float64) ** 2 / scale
-        self.covariance_spectrum_ = (
-            s_cov * s_cov / scale
-            if s_cov is not None
-            else asarray(eigenvalues, xp=xp, device=device)
-        )
+        if s is None:  # computed on the host: both go to the device at once
+            s, spectrum = asarrays([s_host, eigenvalues], xp=xp, device=device)
+        else:
+            spectrum = s_cov * s_cov / scale
+        self.singular_values_, self.covariance_spectrum_ = s, spectrum
         self.alpha_req_, self.alpha_req_r2_ = fit_power_law(
             eigenvalues, self.ranks, self.weighting, caller
         )

@@ -33,6 +33,7 @@ from array_api_compat import array_namespace
 
 from ..backends import (
     asarray,
+    asarrays,
     compiled,
     host_view,
     is_array,
@@ -266,7 +267,7 @@ class _Moments:
         )
 
     def checked_measures(self, W: Any, normalize_inputs: bool, caller: str):
-        """:meth:`measures`, refusing a covariance that is not finite.
+        """S, F, c and :func:`_summary` of them, refusing a c that is not finite.
 
         The inputs are finite, so a NaN or infinity in c was made by the
         arithmetic: ``x~`` undefined (a feature's maximum is exactly -0.001),
@@ -279,12 +280,11 @@ class _Moments:
         S, F, c, signs = self.measures(W, normalize_inputs)
         xp = array_namespace(c)
         if bool(xp.all(xp.isfinite(c))):
-            if W is device_W:
-                return S, F, c, signs
-            xp_W, device = namespace_and_device(device_W)
-            # The per-node counts feed host summaries only: they stay there.
-            S, F, c = (asarray(a, xp=xp_W, device=device) for a in (S, F, c))
-            return S, F, c, signs
+            summary = _summary(S, F, signs)
+            if W is not device_W:
+                xp_W, device = namespace_and_device(device_W)
+                S, F, c = asarrays([S, F, c], xp=xp_W, device=device)
+            return S, F, c, summary
         if normalize_inputs and bool(xp.any(self.max_x + _MAX_EPS == 0)):
             raise ValueError(
                 f"{caller}: an input feature's maximum over the samples is exactly "
@@ -368,7 +368,7 @@ def _layer(
     x_name: str = "X",
     w_name: str = "W",
 ) -> tuple[Any, Any, Any, Any]:
-    """Validate one layer and compute (S, F, c, per-node sign disagreements).
+    """Validate one layer and compute (S, F, c, :func:`_summary` of them).
 
     The parameters have been validated by the caller.
     """
@@ -475,15 +475,14 @@ def node_snr(
     check_params(
         caller, _PARAMETERS, normalize_inputs=normalize_inputs, batch_size=batch_size
     )
-    S, F, _, signs = _layer(
+    S, F, _, summary = _layer(
         X,
         W,
         normalize_inputs=normalize_inputs,
         batch_size=batch_size,
         caller=caller,
     )
-    xp = array_namespace(signs)
-    return NodeSNRResult(S, F, int(xp.sum(signs)))
+    return NodeSNRResult(S, F, summary[2])
 
 
 def node_snr_table(
@@ -547,14 +546,14 @@ def node_snr_table(
                 f"(got {type(item).__name__}); pass (name, layer input, weights) "
                 f"triples, or a mapping name -> (X, W)."
             ) from None
-        S, F, _, signs = _layer(
+        S, _, _, summary = _layer(
             X,
             W,
             normalize_inputs=normalize_inputs,
             batch_size=batch_size,
             caller=f"node_snr_table (layer {name!r})",
         )
-        rows.append(NodeSNRRow(name, *_summary(S, F, signs), int(S.shape[0])))
+        rows.append(NodeSNRRow(name, *summary, int(S.shape[0])))
     return rows
 
 
@@ -722,7 +721,7 @@ default=None
                 self._check_same_weights(weights, X, caller)
             X = xp.astype(X, W.dtype, copy=False)
         self._moments.update(X, W, self.batch_size)
-        S, F, c, signs = self._moments.checked_measures(
+        S, F, c, summary = self._moments.checked_measures(
             W, self.normalize_inputs, caller
         )
         self.optimality_, self.signal_factor_, self.covariance_ = S, F, c
@@ -731,7 +730,7 @@ default=None
             self.signal_factor_mean_,
             self.sign_disagreements_,
             self.n_nan_nodes_,
-        ) = _summary(S, F, signs)
+        ) = summary
         self.n_samples_seen_ = self._moments.n_samples
         return self
 
