@@ -103,13 +103,21 @@ def _layers(n, seed=0):
     y = rng.integers(0, 3, size=n)
     J = rng.standard_normal((n, 20))
     K = (J @ J.T / 20).astype(np.float32)
-    return X, H, W, y, K
+    return X, H, W, y, K, H[:7].copy()  # the last: new samples for transform
 
 
-def _measures(X, H, W, y, K):
+def _measures(X, H, W, y, K, Q):
     geometry = isc.RepresentationGeometry().fit(H)
     snr = isc.NodeSNR().fit(X, weights=W)
+    dse = isc.DiffusionSpectralEntropy(sigma="median").fit(H)
     return {
+        "dse": dse.entropy_,
+        "dse_eigenvalues": dse.eigenvalues_,
+        "dse_embedding": dse.embedding_,
+        "dse_transform": dse.transform(Q),
+        "dsmi_embedding": isc.DiffusionSpectralMutualInformation(random_state=0)
+        .fit(H, y)
+        .embedding_,
         "hsic": isc.hsic(X, H),
         "cka": isc.cka(X, H, kernel_x="linear", kernel_y="linear"),
         "hsic_test": isc.hsic_test(X, H, n_permutations=20, random_state=0).statistic,

@@ -155,7 +155,9 @@ def asarrays(
 
     JAX spends 30 to 40 microseconds on each transfer, however small the
     array: arrays of one dtype are sent as one buffer and cut on the device
-    by a compiled function (one per combination of shapes).
+    by a compiled function, one per combination of shapes; so for results
+    whose shapes do not follow the sample count (per-feature or per-node
+    arrays), which would otherwise compile a cut for each new count.
 
     Examples
     --------

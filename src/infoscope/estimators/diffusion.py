@@ -37,6 +37,7 @@ from ..backends import (
     eigvals_abs,
     eigvalsh,
     float_dtype,
+    host_view,
     host_views,
     matmul,
     namespace_and_device,
@@ -267,6 +268,17 @@ class _Spectrum:
     degrees: Any  # row sums of G (exact) or of its approximation
     error: float = 0.0  # estimated absolute error of `entropy` (approximate)
     n_landmarks: int | None = None  # of the Nystrom operator, if one was used
+
+
+def _on_host(X: Any) -> np.ndarray | None:
+    """NumPy's view of a JAX array on the CPU, else None.
+
+    The kernel, its normalisation and the eigensolver are NumPy's on JAX's
+    own buffer (read in place): XLA's CPU backend is no faster at them, and
+    each new sample count would compile a dozen small functions.
+    """
+    view = host_view(X)
+    return None if view is None or isinstance(X, np.ndarray) else view
 
 
 def _exact_operator(X: Any, sigma: float) -> tuple[Any, Any]:
@@ -618,8 +630,20 @@ def _dse(
     """DSE of the validated `X` (one implementation, for every caller).
 
     `sigma` is the bandwidth already resolved (DSMI takes it once on all of
-    Z); None resolves ``options.sigma`` on `X`.
+    Z); None resolves ``options.sigma`` on `X`. JAX arrays on the CPU are
+    computed by NumPy on their buffers (:func:`_on_host`): the spectrum's
+    arrays are then NumPy's.
     """
+    view = _on_host(X)
+    if view is not None:
+        return _dse(
+            view,
+            options,
+            rng=rng,
+            caller=caller,
+            n_components=n_components,
+            sigma=sigma,
+        )
     xp, device = namespace_and_device(X)
     if sigma is None:
         sigma = _resolve_sigma(options.sigma, X, rng, caller)
@@ -973,8 +997,12 @@ def _diffusion_operator_top(X, options, sigma, k, *, rng, caller):
 
     From the operator the entropies used: the exact one, or (approximate
     method) the float32 or Nystrom operator, by randomized subspace iteration
-    only; the entropy is not estimated again.
+    only; the entropy is not estimated again. NumPy arrays for JAX arrays on
+    the CPU (:func:`_on_host`).
     """
+    view = _on_host(X)
+    if view is not None:
+        return _diffusion_operator_top(view, options, sigma, k, rng=rng, caller=caller)
     xp, device = namespace_and_device(X)
     n = X.shape[0]
     exact = _resolve_method(options.method, n) == "exact"
@@ -1026,11 +1054,26 @@ class _DiffusionMapMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
         return tags
 
     def _store_map(self, X, xp, values, vectors, degrees):
-        self.diffusion_eigenvalues_, self._psi, self._powered = _diffusion_map(
-            xp, values, vectors, degrees, self.t
-        )
+        if isinstance(values, np.ndarray) and not isinstance(X, np.ndarray):
+            # Computed by NumPy on a JAX array's buffer: the map is too, and
+            # its arrays go to the device together.
+            host = _diffusion_map(
+                array_namespace(values), values, vectors, degrees, self.t
+            )
+            device = namespace_and_device(X)[1]
+            # One by one: shapes that follow the sample count (asarrays
+            # would compile its cut for each new count).
+            arrays = [
+                asarray(a, xp=xp, device=device) for a in (*host, host[1] * host[2])
+            ]
+            self.diffusion_eigenvalues_, self._psi, self._powered, embedding = arrays
+        else:
+            self.diffusion_eigenvalues_, self._psi, self._powered = _diffusion_map(
+                xp, values, vectors, degrees, self.t
+            )
+            embedding = self._psi * self._powered
         self._X_fit = X
-        self.embedding_ = self._psi * self._powered
+        self.embedding_ = embedding
         self._n_features_out = self.n_components
 
     def transform(self, X):
@@ -1051,9 +1094,19 @@ class _DiffusionMapMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
             In `X`'s namespace and device.
         """
         X = self._validate_data(X, reset=False)
-        xp, _ = namespace_and_device(X)
-        X = xp.astype(X, self._X_fit.dtype)
-        G = gaussian_kernel(X, self._X_fit, sigma=self.sigma_)
+        xp, device = namespace_and_device(X)
+        fitted = (self._X_fit, self._psi, self._powered, self.diffusion_eigenvalues_)
+        views = host_views(X, *fitted)
+        if views is not None and not isinstance(X, np.ndarray):
+            # JAX on the CPU: NumPy on the buffers, as in fit.
+            coordinates = self._extend(array_namespace(views[0]), *views)
+            return asarray(coordinates, xp=xp, device=device)
+        return self._extend(xp, X, *fitted)
+
+    def _extend(self, xp, X, X_fit, psi, powered, eigenvalues):
+        """The Nystrom extension of the fitted map to the rows of `X`."""
+        X = xp.astype(X, X_fit.dtype)
+        G = gaussian_kernel(X, X_fit, sigma=self.sigma_)
         mass = xp.sum(G, axis=1)
         lost = int(xp.sum(xp.astype(mass == 0, xp.int32)))
         if lost:
@@ -1062,17 +1115,13 @@ class _DiffusionMapMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
                 f"so far from every training sample that their kernel weights "
                 f"are all 0 at sigma={self.sigma_:.4g}; fit with a larger sigma."
             )
+        nonzero = eigenvalues != 0
         scale = xp.where(
-            self.diffusion_eigenvalues_ != 0,
-            self._powered
-            / xp.where(
-                self.diffusion_eigenvalues_ != 0,
-                self.diffusion_eigenvalues_,
-                xp.ones_like(self.diffusion_eigenvalues_),
-            ),
-            xp.zeros_like(self._powered),
+            nonzero,
+            powered / xp.where(nonzero, eigenvalues, xp.ones_like(eigenvalues)),
+            xp.zeros_like(powered),
         )
-        return matmul(G / mass[:, None], self._psi) * scale
+        return matmul(G / mass[:, None], psi) * scale
 
     def _check_components(self, n):
         if self.n_components >= n:
@@ -1204,6 +1253,8 @@ n_lanczos_steps, n_deflate, n_landmarks
         self.entropy_error_ = spectrum.error
         self.n_landmarks_ = spectrum.n_landmarks
         self.eigenvalues_ = spectrum.eigenvalues
+        if isinstance(self.eigenvalues_, np.ndarray) and not isinstance(X, np.ndarray):
+            self.eigenvalues_ = asarray(self.eigenvalues_, xp=xp, device=device)
         self.sigma_ = spectrum.sigma
         self._store_map(
             X, xp, spectrum.top_values, spectrum.top_vectors, spectrum.degrees
