@@ -4,7 +4,8 @@ JAX on the CPU computes the measures whose work is matrix products and small
 eigenproblems with NumPy on JAX's own buffers (``host_view``); these tests
 pin what that promises: no copy, nothing inside ``jax.jit``, NumPy's numbers
 exactly, results back on JAX's device, and nothing compiled for a new sample
-count.
+count (the kNN search, which stays on XLA, compiles once per bucket of
+counts and never for new data).
 """
 
 from __future__ import annotations
@@ -111,6 +112,11 @@ def _measures(X, H, W, y, K, Q):
     snr = isc.NodeSNR().fit(X, weights=W)
     dse = isc.DiffusionSpectralEntropy(sigma="median").fit(H)
     return {
+        "mutual_knn": isc.mutual_knn_alignment(X, H, n_neighbors=5),
+        "cknna": isc.cknna(X, H, n_neighbors=5),
+        "knn_adjacency": isc.adjacency_spectral_entropy(
+            H, variant="knn", n_neighbors=5
+        ),
         "dse": dse.entropy_,
         "dse_eigenvalues": dse.eigenvalues_,
         "dse_embedding": dse.embedding_,
@@ -151,6 +157,32 @@ def test_jax_cpu_measures_equal_numpys_and_stay_on_jax():
             np.testing.assert_array_equal(np.asarray(got[name]), want, err_msg=name)
 
 
+def test_jax_cpu_knn_search_compiles_once_per_bucket_not_per_data():
+    jax = pytest.importorskip("jax")
+    monitoring = pytest.importorskip("jax.monitoring")
+    compiles = []
+
+    def listener(event, duration, **kwargs):
+        if event.endswith("backend_compile_duration"):
+            compiles.append(event)
+
+    monitoring.register_event_duration_secs_listener(listener)
+    try:
+        rng = np.random.default_rng(3)
+        counts = []
+        for n, scale in ((120, 1.0), (120, 1e3), (117, 1e-3)):  # one bucket
+            H = jax.device_put(rng.standard_normal((n, 6)).astype(np.float32) * scale)
+            compiles.clear()
+            found = isc.backends.knn_indices(H, 4, include_self=False)
+            counts.append(len(compiles))
+            expected = isc.backends.knn_indices(np.asarray(H), 4, include_self=False)
+            np.testing.assert_array_equal(np.asarray(found), expected)
+    finally:
+        monitoring.unregister_event_duration_listener(listener)
+    # New data and a new count in the bucket: nothing compiled after the first.
+    assert counts[1:] == [0, 0]
+
+
 def test_jax_cpu_measures_compile_nothing_for_a_new_sample_count():
     jax = pytest.importorskip("jax")
     monitoring = pytest.importorskip("jax.monitoring")
@@ -164,7 +196,8 @@ def test_jax_cpu_measures_compile_nothing_for_a_new_sample_count():
     try:
         _measures(*[jax.device_put(a) for a in _layers(50)])
         compiles.clear()
-        _measures(*[jax.device_put(a) for a in _layers(73, seed=1)])
+        # 53 samples: the bucket of 50 (56 rows), where the kNN search was compiled.
+        _measures(*[jax.device_put(a) for a in _layers(53, seed=1)])
     finally:
         monitoring.unregister_event_duration_listener(listener)
     assert compiles == []

@@ -11,7 +11,7 @@ import array_api_extra as xpx
 import numpy as np
 from array_api_compat import array_namespace, device
 
-from ._convert import asarray, to_numpy
+from ._convert import asarray, host_views, to_numpy
 from ._dtype import as_float, itemsize
 from ._linalg import matmul
 from ._namespace import compiled, namespace_and_device, refuse_dask
@@ -342,6 +342,17 @@ def knn_indices(
             "n_neighbors or more points"
         )
 
+    # Pinning a point's own distance keeps duplicates of it from displacing it
+    # (include_self) or sneaking it in (excluded).
+    self_distance = None
+    if self_search:
+        self_distance = -float("inf") if include_self else float("inf")
+    views = host_views(X) if self_search else host_views(X, queries)
+    if views is not None and compat.is_jax_namespace(xp):
+        found = _knn_in_buckets(
+            views[0], None if self_search else views[1], k, self_distance, block_size
+        )
+        return asarray(found, xp=xp, device=device)
     A, B, _ = _centred(X, queries, xp)
     Q = A if self_search else B
     sq_a = xp.sum(A * A, axis=1)
@@ -350,12 +361,7 @@ def knn_indices(
     m = Q.shape[0]
     if block_size is None:
         block_size = max(1, _KNN_BLOCK_BYTES // (itemsize(A.dtype) * max(n, 1)))
-    # Pinning a point's own distance keeps duplicates of it from displacing it
-    # (include_self) or sneaking it in (excluded).
-    self_distance = None
-    if self_search:
-        self_distance = -float("inf") if include_self else float("inf")
-    statics = ("k", "self_distance", "floor")
+    statics = ("k", "self_distance")
     kernel = compiled(_knn_block, xp, static_argnames=statics)
     exact = compiled(_knn_block_exact, xp, static_argnames=statics)
     rows = xp.arange(m, device=device)
@@ -363,8 +369,8 @@ def knn_indices(
     for start in range(0, m, block_size):
         stop = min(start + block_size, m)  # in bounds: the standard leaves it open
         args = (Q[start:stop, :], rows[start:stop], A, sq_q[start:stop], sq_a)
-        options = {"k": k, "self_distance": self_distance, "floor": floor}
-        found, ties = kernel(*args, **options)
+        options = {"k": k, "self_distance": self_distance}
+        found, ties = kernel(*args, floor, **options)
         tied = np.flatnonzero(np.asarray(to_numpy(ties)))
         if tied.size:
             # Rows whose k-th distance ties with a point left out: the slower
@@ -375,6 +381,7 @@ def knn_indices(
                 A,
                 xp.take(args[3], take, axis=0),
                 sq_a,
+                floor,
                 **options,
             )
             where = np.arange(stop - start)
@@ -386,6 +393,80 @@ def knn_indices(
             )
         blocks.append(found)
     return xp.concat(blocks, axis=0)
+
+
+def _knn_in_buckets(
+    X: np.ndarray,
+    queries: np.ndarray | None,
+    k: int,
+    self_distance: float | None,
+    block_size: int | None,
+) -> np.ndarray:
+    """:func:`knn_indices` of NumPy views of JAX's CPU arrays, searched by XLA.
+
+    NumPy centres and scales the points and pads them to a bucket size
+    (:func:`~infoscope.backends._blocks.bucket`): padded candidates have an
+    infinite squared norm, so they are never among the nearest; padded
+    queries are dropped. XLA's compiled search then sees one shape per
+    bucket, so a new sample count in the bucket compiles nothing (nor does
+    new data: the rounding floor is an argument, not a constant).
+    """
+    import jax
+
+    from ._blocks import bucket
+
+    npx = array_namespace(X)
+    self_search = queries is None
+    A, B, _ = _centred(X, queries, npx)
+    Q = A if self_search else B
+    sq_a = np.sum(A * A, axis=1)
+    sq_q = sq_a if self_search else np.sum(Q * Q, axis=1)
+    floor = _rounding_floor(A, Q, sq_a, sq_q, npx)
+    n, m = A.shape[0], Q.shape[0]
+    n_padded = bucket(n)
+    if block_size is None:
+        block_size = max(1, _KNN_BLOCK_BYTES // (itemsize(A.dtype) * n_padded))
+    block_size = bucket(min(block_size, m))
+    m_padded = -(-m // block_size) * block_size
+
+    def padded(a: np.ndarray, size: int, fill: float) -> np.ndarray:
+        out = np.full((size, *a.shape[1:]), fill, dtype=a.dtype)
+        out[: a.shape[0]] = a
+        return out
+
+    A_dev = jax.device_put(padded(A, n_padded, 0.0))
+    sq_a_dev = jax.device_put(padded(sq_a, n_padded, np.inf))
+    Q_all = padded(Q, m_padded, 0.0)
+    sq_q_all = padded(sq_q, m_padded, 0.0)
+    rows_all = np.arange(m_padded, dtype=np.int32)
+    floor_dev = jax.device_put(np.asarray(floor, dtype=A.dtype))
+    statics = ("k", "self_distance")
+    kernel = _jax_jit(_knn_block, statics)
+    exact = _jax_jit(_knn_block_exact, statics)
+    options = {"k": k, "self_distance": self_distance}
+    blocks = []
+    for start in range(0, m, block_size):
+        part = slice(start, start + block_size)
+        args = [jax.device_put(a[part]) for a in (Q_all, rows_all)]
+        args += [A_dev, jax.device_put(sq_q_all[part]), sq_a_dev]
+        found, ties = kernel(*args, floor_dev, **options)
+        found = np.asarray(found)
+        tied = np.flatnonzero(np.asarray(ties)[: min(block_size, m - start)])
+        if tied.size:
+            # The index-ordered search for those rows, padded to a bucket too.
+            take = padded(tied, bucket(tied.size), tied[0])
+            redo = [jax.device_put(a[part][take]) for a in (Q_all, rows_all)]
+            redo += [A_dev, jax.device_put(sq_q_all[part][take]), sq_a_dev]
+            found = found.copy()
+            found[tied] = np.asarray(exact(*redo, floor_dev, **options))[: tied.size]
+        blocks.append(found)
+    return np.concatenate(blocks, axis=0)[:m]
+
+
+def _jax_jit(fn: Any, statics: tuple[str, ...]) -> Any:
+    import jax.numpy as jnp
+
+    return compiled(fn, jnp, static_argnames=statics)
 
 
 def _as_int(value: Any, name: str) -> int:
@@ -406,7 +487,7 @@ def _block_distances(Q, rows, A, sq_q, sq_a, self_distance, floor, xp):
     return D
 
 
-def _knn_block(Q, rows, A, sq_q, sq_a, *, k, self_distance, floor):
+def _knn_block(Q, rows, A, sq_q, sq_a, floor, *, k, self_distance):
     """The k nearest rows of A for each row of Q (`rows` are Q's indices into
     A), nearest first, and whether a row's k-th distance ties with a point
     left out (its neighbours are then redone by :func:`_knn_block_exact`).
@@ -519,7 +600,7 @@ def _jax_k_smallest(D: Any, k: int, xp: Any) -> tuple[Any, Any]:
     return found, ~(kth < xp.max(narrow, axis=1))
 
 
-def _knn_block_exact(Q, rows, A, sq_q, sq_a, *, k, self_distance, floor):
+def _knn_block_exact(Q, rows, A, sq_q, sq_a, floor, *, k, self_distance):
     """:func:`_knn_block` with ties at the k-th distance broken by index."""
     xp = array_namespace(Q)
     D = _block_distances(Q, rows, A, sq_q, sq_a, self_distance, floor, xp)

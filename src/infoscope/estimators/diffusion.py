@@ -853,6 +853,10 @@ def adjacency_spectral_entropy(
     xp, device = namespace_and_device(X)
     rng = check_random_state(random_state)
     X, _ = subsample_rows(X, max_samples, rng)
+    view = _on_host(X)
+    if view is not None:  # JAX on the CPU: NumPy on its buffer, as for DSE
+        X = view
+        xp, device = namespace_and_device(X)
     if variant == "knn" and n_neighbors > X.shape[0]:
         raise ValueError(
             f"{caller}: n_neighbors={n_neighbors} exceeds the {X.shape[0]} "

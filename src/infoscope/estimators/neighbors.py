@@ -24,7 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from ..backends import float_dtype, knn_indices, namespace_and_device
+from ..backends import (
+    float_dtype,
+    host_view,
+    host_views,
+    knn_indices,
+    namespace_and_device,
+)
 from ._base import (
     Interval,
     check_array,
@@ -65,8 +71,16 @@ def check_n_neighbors(n_neighbors: int, n_samples: int, caller: str) -> int:
 
 
 def neighbours(X: Any, n_neighbors: int) -> Any:
-    """The (n, k) indices of each sample's k nearest other samples."""
-    return knn_indices(X, n_neighbors, include_self=False)
+    """The (n, k) indices of each sample's k nearest other samples.
+
+    For JAX arrays on the CPU, a NumPy view of them: what follows (overlaps,
+    Gram entries at the neighbour pairs, relabelling for permutations) is
+    computed by NumPy on JAX's buffers, where each new sample count would
+    otherwise compile a dozen small functions.
+    """
+    found = knn_indices(X, n_neighbors, include_self=False)
+    view = host_view(found)
+    return found if view is None else view
 
 
 def shared_neighbours(nn_a: Any, nn_b: Any) -> Any:
@@ -123,6 +137,9 @@ class CknnaSide:
     neighbours, the centred Gram at its neighbour pairs and Align(A, A)."""
 
     def __init__(self, X: Any, nn: Any):
+        views = host_views(X, nn)
+        if views is not None:  # JAX on the CPU: NumPy on its buffers
+            X, nn = views
         xp, _ = namespace_and_device(X)
         self.Xc = centred(X)
         self.nn = nn
