@@ -471,6 +471,22 @@ def test_the_jax_demo_network_does_not_depend_on_the_x64_flag():
     np.testing.assert_array_equal(drawn[True][1], drawn[False][1])
 
 
+def test_the_jax_demo_runs_numpys_blas_on_one_thread_and_restores_it():
+    from threadpoolctl import threadpool_info
+
+    from infoscope.demo import _blas_threads
+
+    def blas_threads():
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    before = blas_threads()
+    with _blas_threads("torch"):
+        assert blas_threads() == before
+    with _blas_threads("jax"):
+        assert blas_threads() and set(blas_threads()) == {1}
+    assert blas_threads() == before
+
+
 def test_report_redraws_a_run_even_while_it_is_written(tmp_path, capsys):
     pytest.importorskip("matplotlib")
     from infoscope.runs import Record, Run

@@ -155,7 +155,7 @@ class JaxCpuVersusNumpy:
 
     def track_ratio_to_numpy(self, measure, n, dtype):
         """Best JAX-CPU time over best NumPy time, after one call of each."""
-        jax_time, numpy_time = best_times(*self.calls, repeat=200, budget=5.0)
+        jax_time, numpy_time = best_times(*self.calls, repeat=200, budget=3.0)
         return jax_time / numpy_time
 
     track_ratio_to_numpy.unit = "ratio"
