@@ -125,6 +125,7 @@ def _measures(X, H, W, y, K, Q):
         .fit(H, y)
         .embedding_,
         "hsic": isc.hsic(X, H),
+        "hsic_approximate": isc.hsic(X, H, method="approximate", random_state=0),
         "cka": isc.cka(X, H, kernel_x="linear", kernel_y="linear"),
         "hsic_test": isc.hsic_test(X, H, n_permutations=20, random_state=0).statistic,
         "plane": isc.HSICPlane().fit(X, y).transform([H]),

@@ -568,13 +568,13 @@ def hsic_statistics(
     """
     rng = check_random_state(options.random_state)
     kx, ky = options.kernels()
+    views = host_views(X, Y)
+    if views is not None and isinstance(kx.kind, str) and isinstance(ky.kind, str):
+        # JAX's CPU buffers, read in place: the Grams or feature maps and
+        # their inner products run as NumPy's, faster than XLA's CPU backend
+        # (see host_view) and with nothing to compile per sample count.
+        X, Y = views
     if options.method == "exact":
-        views = host_views(X, Y)
-        if views is not None and isinstance(kx.kind, str) and isinstance(ky.kind, str):
-            # JAX's CPU buffers, read in place: the n x n Grams and their
-            # inner products run as NumPy's, faster than XLA's CPU backend
-            # (see host_view) and with nothing to compile per sample count.
-            X, Y = views
         return _exact(
             X,
             Y,
