@@ -129,6 +129,12 @@ def _measures(X, H, W, y, K, Q):
         "cka": isc.cka(X, H, kernel_x="linear", kernel_y="linear"),
         "hsic_test": isc.hsic_test(X, H, n_permutations=20, random_state=0).statistic,
         "plane": isc.HSICPlane().fit(X, y).transform([H]),
+        "plane_approximate": isc.HSICPlane(method="approximate", random_state=0)
+        .fit(X, y)
+        .transform([H]),
+        "rbf_cka_test": isc.similarity_test(
+            X, H, measure="rbf_cka", n_permutations=10, random_state=0
+        ).pvalue,
         "similarity": isc.similarity_matrix([X, H]),
         "rankme": geometry.rankme_,
         "spectrum": geometry.covariance_spectrum_,

@@ -217,16 +217,16 @@ class HSICPlane(InfoscopeEstimator):
         n = X.shape[0]
         self.n_samples_ = n
         rng = check_random_state(self.random_state)
+        views = host_views(X, Y)
+        if views is not None and isinstance(kx.kind, str) and isinstance(ky.kind, str):
+            # JAX's CPU buffers, read in place (as in hsic): the cached Grams
+            # or features, and the layers' in transform, are NumPy's.
+            X, Y = views
         if self.method == "approximate":
             return self._fit_features(X, Y, options, rng, caller)
         check_exact_fits(
             n, PLANE_FIT_ARRAYS, X, caller, "Use method='approximate' (linear in n)"
         )
-        views = host_views(X, Y)
-        if views is not None and isinstance(kx.kind, str) and isinstance(ky.kind, str):
-            # JAX's CPU buffers, read in place (as in hsic's exact method):
-            # the cached Grams, and the layers' in transform, are NumPy's.
-            X, Y = views
         K, self.sigma_x_, self._factor_x = kx.gram(X, rng, caller)
         self._centred_x = centre_gram(K, unbiased=unbiased)
         L, self.sigma_y_, self._factor_y = ky.gram(Y, rng, caller)
@@ -360,6 +360,8 @@ class HSICPlane(InfoscopeEstimator):
         kernel = self._layer_kernel()
         rng = check_random_state(self.random_state)
         options = self._options(None)
+        if isinstance(self._X, np.ndarray):
+            layers = [(name, host_view(H)) for name, H in layers]
         streams, scales = [], []
         for _, H in layers:
             scale = kernel.scale(H)

@@ -37,7 +37,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..backends import check_random_state, namespace_and_device
+from ..backends import check_random_state, host_views, namespace_and_device
 from ..kernels import gram_inner
 from ._base import Interval, validate_parameter_constraints
 from ._cka_moments import pair_hsic
@@ -175,6 +175,11 @@ def _ratio(cross, self_x, self_y):
 
 def _measure(X, Y, params, rng, caller):
     measure, debiased = params["measure"], params["debiased"]
+    views = host_views(X, Y)
+    if views is not None and measure in ("linear_cka", "rbf_cka"):
+        # JAX on the CPU: NumPy on its buffers, as similarity_matrix does
+        # (the kNN measures search on XLA and continue on NumPy by themselves).
+        X, Y = views
     if measure == "mutual_knn":
         return _MutualKnn(
             X, Y, check_n_neighbors(params["n_neighbors"], X.shape[0], caller)
