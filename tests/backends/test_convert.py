@@ -141,6 +141,9 @@ def _measures(X, H, W, y, K, Q):
         "snr": snr.optimality_,
         "snr_c": snr.covariance_,
         "ntk_entropy": isc.ntk_entropy(K),
+        "greedy_selection": isc.selection.GreedyEntropySelector(n_select=5)
+        .fit(K)
+        .indices_,
         "ntk_mi": isc.ntk_mutual_information(K, y).mutual_information,
         "dsmi": isc.diffusion_spectral_mutual_information(H, y, random_state=0),
     }

@@ -380,6 +380,10 @@ def block_entropies_nats(
 def submatrix(K: Any, rows: np.ndarray) -> Any:
     """The principal block ``K[rows][:, rows]`` (rows: NumPy integers)."""
     xp, device = namespace_and_device(K)
+    view = host_view(K)
+    if view is not None and not isinstance(K, np.ndarray):
+        # JAX on the CPU: gathered by NumPy (JAX compiles a gather per shape).
+        return asarray(view[np.ix_(rows, rows)], xp=xp, device=device)
     index = asarray(rows, xp=xp, device=device)
     return xp.take(xp.take(K, index, axis=0), index, axis=1)
 
