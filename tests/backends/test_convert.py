@@ -10,6 +10,8 @@ counts and never for new data).
 
 from __future__ import annotations
 
+import contextlib
+
 import array_api_compat
 import numpy as np
 import pytest
@@ -167,8 +169,9 @@ def test_jax_cpu_measures_equal_numpys_and_stay_on_jax():
             np.testing.assert_array_equal(np.asarray(got[name]), want, err_msg=name)
 
 
-def test_jax_cpu_knn_search_compiles_once_per_bucket_not_per_data():
-    jax = pytest.importorskip("jax")
+@contextlib.contextmanager
+def _counting_compiles():
+    """A list that collects one entry per XLA compilation while open."""
     monitoring = pytest.importorskip("jax.monitoring")
     compiles = []
 
@@ -178,8 +181,16 @@ def test_jax_cpu_knn_search_compiles_once_per_bucket_not_per_data():
 
     monitoring.register_event_duration_secs_listener(listener)
     try:
-        rng = np.random.default_rng(3)
-        counts = []
+        yield compiles
+    finally:
+        monitoring.unregister_event_duration_listener(listener)
+
+
+def test_jax_cpu_knn_search_compiles_once_per_bucket_not_per_data():
+    jax = pytest.importorskip("jax")
+    rng = np.random.default_rng(3)
+    counts = []
+    with _counting_compiles() as compiles:
         for n, scale in ((120, 1.0), (120, 1e3), (117, 1e-3)):  # one bucket
             H = jax.device_put(rng.standard_normal((n, 6)).astype(np.float32) * scale)
             compiles.clear()
@@ -187,27 +198,15 @@ def test_jax_cpu_knn_search_compiles_once_per_bucket_not_per_data():
             counts.append(len(compiles))
             expected = isc.backends.knn_indices(np.asarray(H), 4, include_self=False)
             np.testing.assert_array_equal(np.asarray(found), expected)
-    finally:
-        monitoring.unregister_event_duration_listener(listener)
     # New data and a new count in the bucket: nothing compiled after the first.
     assert counts[1:] == [0, 0]
 
 
 def test_jax_cpu_measures_compile_nothing_for_a_new_sample_count():
     jax = pytest.importorskip("jax")
-    monitoring = pytest.importorskip("jax.monitoring")
-    compiles = []
-
-    def listener(event, duration, **kwargs):
-        if event.endswith("backend_compile_duration"):
-            compiles.append(event)
-
-    monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with _counting_compiles() as compiles:
         _measures(*[jax.device_put(a) for a in _layers(50)])
         compiles.clear()
         # 53 samples: the bucket of 50 (56 rows), where the kNN search was compiled.
         _measures(*[jax.device_put(a) for a in _layers(53, seed=1)])
-    finally:
-        monitoring.unregister_event_duration_listener(listener)
     assert compiles == []
