@@ -16,7 +16,15 @@ Policy
   moved to the device, so every backend sees the same draws.
 """
 
-from ._convert import asarray, asarrays, host_view, host_views, private_copy, to_numpy
+from ._convert import (
+    asarray,
+    asarrays,
+    foreign_host_view,
+    host_view,
+    host_views,
+    private_copy,
+    to_numpy,
+)
 from ._distances import (
     knn_indices,
     pairwise_sq_distances,
@@ -62,6 +70,7 @@ __all__ = [
     "eigvals_abs",
     "eigvalsh",
     "float_dtype",
+    "foreign_host_view",
     "format_bytes",
     "host_view",
     "host_views",

@@ -14,7 +14,15 @@ import numpy as np
 from ._dtype import supports_float64
 from ._namespace import is_array
 
-__all__ = ["asarray", "asarrays", "host_view", "host_views", "private_copy", "to_numpy"]
+__all__ = [
+    "asarray",
+    "asarrays",
+    "foreign_host_view",
+    "host_view",
+    "host_views",
+    "private_copy",
+    "to_numpy",
+]
 
 
 def to_numpy(x: Any, /) -> np.ndarray:
@@ -80,6 +88,22 @@ def host_view(x: Any, /) -> np.ndarray | None:
         if all(d.platform == "cpu" for d in x.devices()):
             return np.asarray(x)
     return None
+
+
+def foreign_host_view(x: Any, /) -> np.ndarray | None:
+    """:func:`host_view` of an array that is not NumPy's own, else None.
+
+    What a computation switches to when it hands a JAX CPU array to NumPy;
+    a NumPy array needs no switch (None), nor can other libraries' arrays.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from infoscope.backends import foreign_host_view
+    >>> foreign_host_view(np.ones(2)) is None
+    True
+    """
+    return None if isinstance(x, np.ndarray) else host_view(x)
 
 
 def host_views(*arrays: Any) -> tuple[np.ndarray, ...] | None:

@@ -37,7 +37,7 @@ from ..backends import (
     eigvals_abs,
     eigvalsh,
     float_dtype,
-    host_view,
+    foreign_host_view,
     host_views,
     matmul,
     namespace_and_device,
@@ -189,11 +189,11 @@ def _subset_entropies(Z, options, sigma, caller):
         _check_exact_fits(n, xp, device, caller)
     except MemoryLimitError:
         return None
-    views = host_views(Z)
-    if views is not None:
+    view = foreign_host_view(Z)
+    if view is not None:
         # JAX's CPU buffer read in place: NumPy's LAPACK decomposes the blocks
         # as they are, where JAX pads them to compiled shapes and calls back.
-        (Z,) = views
+        Z = view
     G = gaussian_kernel(Z, sigma=sigma)
 
     def entropies(blocks: list[np.ndarray]) -> np.ndarray:
@@ -268,17 +268,6 @@ class _Spectrum:
     degrees: Any  # row sums of G (exact) or of its approximation
     error: float = 0.0  # estimated absolute error of `entropy` (approximate)
     n_landmarks: int | None = None  # of the Nystrom operator, if one was used
-
-
-def _on_host(X: Any) -> np.ndarray | None:
-    """NumPy's view of a JAX array on the CPU, else None.
-
-    The kernel, its normalisation and the eigensolver are NumPy's on JAX's
-    own buffer (read in place): XLA's CPU backend is no faster at them, and
-    each new sample count would compile a dozen small functions.
-    """
-    view = host_view(X)
-    return None if view is None or isinstance(X, np.ndarray) else view
 
 
 def _exact_operator(X: Any, sigma: float) -> tuple[Any, Any]:
@@ -631,10 +620,12 @@ def _dse(
 
     `sigma` is the bandwidth already resolved (DSMI takes it once on all of
     Z); None resolves ``options.sigma`` on `X`. JAX arrays on the CPU are
-    computed by NumPy on their buffers (:func:`_on_host`): the spectrum's
+    computed by NumPy on their buffers (XLA's CPU backend is no faster at
+    the kernel and its eigenproblem, and would compile a dozen small functions
+    per sample count): the spectrum's
     arrays are then NumPy's.
     """
-    view = _on_host(X)
+    view = foreign_host_view(X)
     if view is not None:
         return _dse(
             view,
@@ -853,7 +844,7 @@ def adjacency_spectral_entropy(
     xp, device = namespace_and_device(X)
     rng = check_random_state(random_state)
     X, _ = subsample_rows(X, max_samples, rng)
-    view = _on_host(X)
+    view = foreign_host_view(X)
     if view is not None:  # JAX on the CPU: NumPy on its buffer, as for DSE
         X = view
         xp, device = namespace_and_device(X)
@@ -1002,9 +993,9 @@ def _diffusion_operator_top(X, options, sigma, k, *, rng, caller):
     From the operator the entropies used: the exact one, or (approximate
     method) the float32 or Nystrom operator, by randomized subspace iteration
     only; the entropy is not estimated again. NumPy arrays for JAX arrays on
-    the CPU (:func:`_on_host`).
+    the CPU, as :func:`_dse`.
     """
-    view = _on_host(X)
+    view = foreign_host_view(X)
     if view is not None:
         return _diffusion_operator_top(view, options, sigma, k, rng=rng, caller=caller)
     xp, device = namespace_and_device(X)
@@ -1059,8 +1050,7 @@ class _DiffusionMapMixin(ClassNamePrefixFeaturesOutMixin, TransformerMixin):
 
     def _store_map(self, X, xp, values, vectors, degrees):
         if isinstance(values, np.ndarray) and not isinstance(X, np.ndarray):
-            # Computed by NumPy on a JAX array's buffer: the map is too, and
-            # its arrays go to the device together.
+            # Computed by NumPy on a JAX array's buffer: the map is too.
             host = _diffusion_map(
                 array_namespace(values), values, vectors, degrees, self.t
             )

@@ -49,6 +49,7 @@ from ..backends import (
     asarray,
     compiled,
     float_dtype,
+    foreign_host_view,
     host_view,
     is_array,
     itemsize,
@@ -291,8 +292,8 @@ def kernel_spectrum(
     (default: the argument).
     """
     what = f"`{name}`" if what is None else what
-    view = host_view(K)
-    if view is not None and not isinstance(K, np.ndarray):
+    view = foreign_host_view(K)
+    if view is not None:
         # JAX on the CPU: NumPy's LAPACK on JAX's buffer, read in place (the
         # compiled path would call it back anyway, after a copy).
         spectrum = kernel_spectrum(
@@ -380,8 +381,8 @@ def block_entropies_nats(
 def submatrix(K: Any, rows: np.ndarray) -> Any:
     """The principal block ``K[rows][:, rows]`` (rows: NumPy integers)."""
     xp, device = namespace_and_device(K)
-    view = host_view(K)
-    if view is not None and not isinstance(K, np.ndarray):
+    view = foreign_host_view(K)
+    if view is not None:
         # JAX on the CPU: gathered by NumPy (JAX compiles a gather per shape).
         return asarray(view[np.ix_(rows, rows)], xp=xp, device=device)
     index = asarray(rows, xp=xp, device=device)

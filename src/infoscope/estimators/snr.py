@@ -36,6 +36,7 @@ from ..backends import (
     asarrays,
     compiled,
     host_view,
+    host_views,
     is_array,
     matmul,
     namespace_and_device,
@@ -191,19 +192,6 @@ def _moments(X: Any, R: Any, xp: Any) -> tuple[Any, ...]:
     )
 
 
-def _on_host_if_faster(X: Any, W: Any) -> tuple[Any, Any]:
-    """X and W as NumPy views of JAX's CPU buffers, else as they are.
-
-    The statistics are a few matrix products and column sums: on the CPU,
-    NumPy's BLAS computes them from JAX's own memory faster than XLA does,
-    and without a compiled function per batch shape.
-    """
-    views = host_view(X), host_view(W)
-    if views[0] is None or views[1] is None:
-        return X, W
-    return views
-
-
 class _Moments:
     """Sufficient statistics of one layer, accumulated over batches of samples.
 
@@ -217,7 +205,9 @@ class _Moments:
 
     def update(self, X: Any, W: Any, batch_size: int | None = None) -> None:
         """Add the samples of `X` (validated, in W's dtype)."""
-        X, W = _on_host_if_faster(X, W)
+        # On the CPU NumPy's BLAS computes these products and sums from JAX's
+        # own memory faster than XLA does, and compiles nothing per batch.
+        X, W = host_views(X, W) or (X, W)
         xp = array_namespace(X, W)
         n = X.shape[0]
         for start, stop in stream_row_ranges(X, batch_size):
