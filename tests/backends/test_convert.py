@@ -11,6 +11,9 @@ counts and never for new data).
 from __future__ import annotations
 
 import contextlib
+import os
+import subprocess
+import sys
 
 import array_api_compat
 import numpy as np
@@ -210,3 +213,47 @@ def test_jax_cpu_measures_compile_nothing_for_a_new_sample_count():
         # 53 samples: the bucket of 50 (56 rows), where the kNN search was compiled.
         _measures(*[jax.device_put(a) for a in _layers(53, seed=1)])
     assert compiles == []
+
+
+_SHARDED = """
+import numpy as np, jax, infoscope as isc
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+mesh = Mesh(np.array(jax.devices("cpu")), ("d",))
+rng = np.random.default_rng(5)
+H = rng.standard_normal((96, 8)).astype(np.float32)
+G = np.tanh(H @ rng.standard_normal((8, 3))).astype(np.float32)
+W = rng.standard_normal((8, 5)).astype(np.float32)
+y = rng.integers(0, 3, 96)
+Hs, Gs, Ws = (jax.device_put(a, NamedSharding(mesh, P("d", None))) for a in (H, G, W))
+dse = isc.DiffusionSpectralEntropy().fit(Hs)
+geometry = isc.RepresentationGeometry().fit(Hs)
+snr = isc.NodeSNR().fit(Hs, weights=Ws)
+pairs = [
+    (dse.entropy_, isc.DiffusionSpectralEntropy().fit(H).entropy_),
+    (geometry.rankme_, isc.RepresentationGeometry().fit(H).rankme_),
+    (isc.hsic(Hs, Gs), isc.hsic(H, G)),
+    (isc.mutual_knn_alignment(Hs, Gs), isc.mutual_knn_alignment(H, G)),
+    (isc.diffusion_spectral_mutual_information(Hs, y, random_state=0),
+     isc.diffusion_spectral_mutual_information(H, y, random_state=0)),
+]
+assert all(a == b for a, b in pairs), pairs
+arrays = [dse.eigenvalues_, dse.embedding_, dse.transform(Hs), geometry.singular_values_,
+          snr.optimality_, isc.similarity_matrix([Hs, Gs])]
+assert all(len(a.devices()) == 4 for a in arrays), [a.sharding for a in arrays]
+print("ok")
+"""
+
+
+def test_jax_arrays_sharded_over_cpu_devices_get_their_results_there():
+    # A spectrum of 96 values cannot take the input's (rows, columns)
+    # sharding: host results are replicated on the same devices instead.
+    pytest.importorskip("jax")
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    done = subprocess.run(
+        [sys.executable, "-c", _SHARDED],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-3000:]

@@ -168,8 +168,29 @@ def asarray(x: Any, /, *, xp: ModuleType, device: Any = None, dtype: Any = None)
         import jax
 
         x = x.astype(jax.dtypes.canonicalize_dtype(dtype or x.dtype), copy=False)
-        return jax.device_put(x, device)
+        return jax.device_put(x, _jax_placement(device, x.shape))
     return xp.asarray(x, device=device, dtype=dtype)
+
+
+def _jax_placement(device: Any, shape: tuple[int, ...]) -> Any:
+    """Where a host result of `shape` goes for an input placed on `device`.
+
+    `device` itself, unless it is a named sharding the result cannot take (a
+    result of another rank than the sharded input, or a length the mesh
+    does not divide, such as a spectrum of 399 values): then the result is
+    replicated on the same devices.
+    """
+    import jax
+
+    if not isinstance(device, jax.sharding.NamedSharding):
+        return device
+    if len(device.spec) <= len(shape):
+        try:
+            device.shard_shape(shape)
+            return device
+        except ValueError:  # the mesh does not divide the sharded axes
+            pass
+    return jax.sharding.NamedSharding(device.mesh, jax.sharding.PartitionSpec())
 
 
 def asarrays(

@@ -117,7 +117,11 @@ def host_lapack(xp: Any, device: Any) -> bool:
     """
     if compat.is_numpy_namespace(xp):
         return True
-    return compat.is_jax_namespace(xp) and getattr(device, "platform", "") == "cpu"
+    if not compat.is_jax_namespace(xp):
+        return False
+    # A device, or a sharding over several (JAX arrays split over CPU devices).
+    devices = getattr(device, "device_set", None) or (device,)
+    return all(getattr(d, "platform", "") == "cpu" for d in devices)
 
 
 @functools.cache
